@@ -1,0 +1,47 @@
+# virtio-pci endpoint front-end: every command bootstraps .venv from pyproject.toml first.
+PYTHON  ?= python3
+VENV    ?= .venv
+PY      := $(VENV)/bin/python
+STAMP   := $(VENV)/.installed
+PARAMS  ?=
+JOBS    ?= 2
+PYTEST_ARGS ?=
+
+.PHONY: all sim test waves verilog lint conformance stress bench coverage clean distclean venv
+
+all: test
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install -q --upgrade pip
+	$(VENV)/bin/pip install -q -e .
+	touch $@
+
+venv: $(STAMP)
+
+## make sim: enumerate the device through the root-complex model, print its capabilities,
+## write a waveform (build/sim/waves.vcd) that GTKWave opens
+sim: $(STAMP)
+	$(PY) -m sim.bringup $(PARAMS)
+
+## make test: the whole regression (unit tests on Amaranth's simulator + cocotb/Verilator)
+test: $(STAMP)
+	$(PY) -m pytest -n $(JOBS) $(PYTEST_ARGS)
+
+## make waves: open the waveform of the last `make sim` (or name it when there is no display)
+waves: $(STAMP)
+	$(PY) -m sim.waves
+
+## make verilog [PARAMS=file.json]: Verilog and its port/register JSON in build/verilog
+verilog: $(STAMP)
+	$(PY) -m virtio_pci.cli $(PARAMS) -o build/verilog
+
+## make lint: Verilator lint of the emitted Verilog and Python lint
+lint: $(STAMP)
+	$(PY) -m sim.lint
+
+clean:
+	rm -rf build sim_build .pytest_cache
+
+distclean: clean
+	rm -rf $(VENV)

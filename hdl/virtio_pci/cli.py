@@ -1,0 +1,112 @@
+"""Command line: emit the Verilog of the endpoint and its machine-readable port description.
+
+    python -m virtio_pci.cli [PARAMS.json] -o OUTDIR [--name virtio_pci_ep]
+
+writes ``OUTDIR/<name>.v`` and ``OUTDIR/<name>.json``.  The JSON lists every top-level port
+(name, direction, width, and for packed payloads the bit range of each field), the parameters, the
+BAR layout, the capability list and the register regions.  Users integrate from it; the tests
+read it instead of hard-coding offsets.
+"""
+import argparse
+import json
+import os
+
+from amaranth.back import verilog
+from amaranth.lib import data, wiring
+
+from .params import VirtioPciParams
+from .config.capabilities import build_config_image
+from .top import VirtioPciEndpoint
+
+__all__ = ["describe", "emit", "main"]
+
+
+def _fields(shape, base=0):
+    """Bit ranges of a (possibly nested) data layout: {path: [lsb, msb]}."""
+    out = {}
+    if isinstance(shape, data.Layout):
+        for name, fld in shape:
+            sub = _fields(fld.shape, base + fld.offset)
+            if sub:
+                for k, v in sub.items():
+                    out[f"{name}.{k}"] = v
+            width = data.Layout.cast(fld.shape).size if isinstance(fld.shape, data.Layout) \
+                else __import__("amaranth").hdl.Shape.cast(fld.shape).width
+            out[name] = [base + fld.offset, base + fld.offset + width - 1]
+    return out
+
+
+def _ports(sig, prefix=""):
+    ports = []
+    for path, member in sig.members.flatten():
+        if not member.is_port:
+            continue
+        name = "__".join(str(p) for p in path)
+        shape = member.shape
+        try:
+            layout = data.Layout.cast(shape)
+            width = layout.size
+        except TypeError:
+            layout = None
+            width = __import__("amaranth").hdl.Shape.cast(shape).width
+        port = {"name": name, "direction": "input" if member.flow == wiring.In else "output",
+                "width": width}
+        if layout is not None:
+            port["fields"] = _fields(layout)
+        ports.append(port)
+    return ports
+
+
+def describe(params, name="virtio_pci_ep"):
+    top = VirtioPciEndpoint(params)
+    top._MustUse__silence = True          # only its signature is needed here
+    img = build_config_image(params)
+    ports = [{"name": "clk", "direction": "input", "width": 1},
+             {"name": "rst", "direction": "input", "width": 1}] + _ports(top.signature)
+    return {
+        "top": name,
+        "parameters": params.to_dict(),
+        "ids": {"vendor_id": params.vendor_id, "device_id": params.device_id,
+                "revision_id": params.revision_id, "class_code": params.class_code,
+                "subsystem_vendor_id": params.subsystem_vendor_id,
+                "subsystem_id": params.subsystem_device_id},
+        "ports": ports,
+        "bars": [b for b in [
+            {"index": 0, "kind": "io", "size": params.io_bar_size} if params.transitional else None,
+            {"index": params.mem_bar, "kind": "mem64", "prefetchable": False,
+             "size": params.mem_bar_size},
+        ] if b],
+        "regions": {r.name: {"bar": r.bar, "offset": r.offset, "length": r.length, "span": r.span}
+                    for r in params.regions.values()},
+        "capabilities": [c.to_dict() for c in img.caps],
+        "config_fields": {k: {"offset": f.offset, "width": f.width, "lsb": f.lsb}
+                          for k, f in img.fields.items()},
+    }
+
+
+def emit(params, outdir, name="virtio_pci_ep"):
+    os.makedirs(outdir, exist_ok=True)
+    top = VirtioPciEndpoint(params)
+    text = verilog.convert(top, name=name, emit_src=True)
+    vpath = os.path.join(outdir, f"{name}.v")
+    jpath = os.path.join(outdir, f"{name}.json")
+    with open(vpath, "w") as f:
+        f.write(text)
+    with open(jpath, "w") as f:
+        json.dump(describe(params, name), f, indent=2)
+    return vpath, jpath
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("params", nargs="?", help="parameter file (JSON); defaults if omitted")
+    ap.add_argument("-o", "--outdir", default="build/verilog")
+    ap.add_argument("--name", default="virtio_pci_ep")
+    args = ap.parse_args(argv)
+    params = VirtioPciParams.from_file(args.params) if args.params else VirtioPciParams()
+    v, j = emit(params, args.outdir, args.name)
+    print(f"wrote {v}\nwrote {j}")
+
+
+if __name__ == "__main__":
+    main()

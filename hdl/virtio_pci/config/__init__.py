@@ -1,0 +1,1 @@
+"""PCI configuration space: header, capability chain, BARs, FLR."""

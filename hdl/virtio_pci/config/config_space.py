@@ -1,0 +1,141 @@
+"""Configuration space registers generated from the ``ConfigImage`` data.
+
+PCI Local Bus 3.0 section 6, PCI Express Base 4.0 section 7 (configuration space, RW/RO/RW1C
+attributes), VIRTIO 1.3 section 4.1.4.
+
+Every dword with a read-write or write-1-to-clear bit becomes a register with that reset value;
+every other dword is a constant; dwords that the image leaves zero (all of the extended space from
+0x100 on, apart from the empty list header) read 0.  Writes honour the byte enables and the masks
+(CAP-D2: read-only bits never change).  ``rdata`` is valid the cycle after the access.
+"""
+from amaranth.hdl import Cat, Const, Module, Signal
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out
+
+from ..regbus import RegBusSignature, byte_mask
+from .capabilities import build_config_image
+
+__all__ = ["ConfigSpace"]
+
+
+class ConfigSpace(wiring.Component):
+    """Ports
+    -----
+    bus : register bus, 10-bit dword address (0x000..0xFFC).
+    command, mem_bar_base, io_bar_base, msix_enable, msix_fmask, mps, rcb, pci_cfg_* : current
+        values of the fields the rest of the endpoint uses (registered, no latency).
+    int_status : In, shown in Status bit 3 (Interrupt Status).
+    set_* : In, one-cycle pulses that set write-1-to-clear error bits.
+    flr : Out, one-cycle pulse when software writes 1 to Initiate Function Level Reset.
+    """
+
+    def __init__(self, params):
+        self._p = params
+        self.image = build_config_image(params)
+        super().__init__({
+            "bus": In(RegBusSignature(10)),
+            "command": Out(16),
+            "mem_bar_base": Out(64),
+            "io_bar_base": Out(32),
+            "msix_enable": Out(1),
+            "msix_fmask": Out(1),
+            "mps": Out(3),
+            "rcb": Out(1),
+            "pci_cfg_bar": Out(8),
+            "pci_cfg_offset": Out(32),
+            "pci_cfg_length": Out(32),
+            "pci_cfg_data": Out(32),
+            "int_status": In(1),
+            "set_signaled_abort": In(1),
+            "set_parity_error": In(1),
+            "set_ur_detected": In(1),
+            "set_fatal_detected": In(1),
+            "set_nonfatal_detected": In(1),
+            "flr": Out(1),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        img = self.image
+        p = self._p
+        bus = self.bus
+        m.d.comb += bus.ready.eq(1)
+
+        regs = {}
+        for i in img.used_dwords():
+            init, rw, rw1c = img.dword(i)
+            if rw or rw1c:
+                regs[i] = Signal(32, init=init, name=f"cfg_{4 * i:03x}")
+
+        def value(i):
+            if i in regs:
+                return regs[i]
+            return Const(img.dword(i)[0], 32)
+
+        def fld(name):
+            f = img.fields[name]
+            return value(f.dword)[f.bit:f.bit + f.width]
+
+        dynamic = {"status_int": self.int_status}
+
+        # ---- read ----
+        rdata = Signal(32)
+        with m.If(bus.en & ~bus.write):
+            with m.Switch(bus.addr):
+                for i in img.used_dwords():
+                    with m.Case(i):
+                        v = value(i)
+                        for name, f in img.dynamic.items():
+                            if f.dword == i:
+                                v = v | (dynamic[name] << f.bit)
+                        m.d.sync += rdata.eq(v)
+                with m.Default():
+                    m.d.sync += rdata.eq(0)
+        m.d.comb += bus.rdata.eq(rdata)
+
+        # ---- write ----
+        bm = byte_mask(bus.be)
+        for i, reg in regs.items():
+            _, rw, rw1c = img.dword(i)
+            with m.If(bus.en & bus.write & (bus.addr == i)):
+                nv = (reg & ~(bm & rw)) | (bus.wdata & bm & rw)
+                nv = nv & ~(bus.wdata & bm & rw1c)
+                m.d.sync += reg.eq(nv)
+
+        # ---- hardware-set error bits (write-1-to-clear) ----
+        def set_bits(name, bit_in_field, pulse):
+            f = img.fields[name]
+            reg = regs[f.dword]
+            with m.If(pulse):
+                m.d.sync += reg[f.bit + bit_in_field].eq(1)
+
+        set_bits("status", 11, self.set_signaled_abort)
+        set_bits("status", 15, self.set_parity_error)
+        set_bits("pcie_devsta", 1, self.set_nonfatal_detected)
+        set_bits("pcie_devsta", 2, self.set_fatal_detected)
+        set_bits("pcie_devsta", 3, self.set_ur_detected)
+
+        # ---- strobes ----
+        f = img.strobes["flr"]
+        m.d.comb += self.flr.eq(bus.en & bus.write & (bus.addr == f.dword)
+                                & bus.be[f.bit // 8] & bus.wdata[f.bit])
+
+        # ---- field outputs ----
+        bar_bits = (p.mem_bar_size - 1).bit_length()
+        m.d.comb += [
+            self.command.eq(fld("command")),
+            self.mem_bar_base.eq(Cat(Const(0, bar_bits), fld("mem_bar_lo")[bar_bits:],
+                                     fld("mem_bar_hi"))),
+            self.msix_enable.eq(fld("msix_enable")),
+            self.msix_fmask.eq(fld("msix_fmask")),
+            self.mps.eq(fld("mps")),
+            self.rcb.eq(fld("rcb")),
+            self.pci_cfg_bar.eq(fld("pci_cfg_bar")),
+            self.pci_cfg_offset.eq(fld("pci_cfg_offset")),
+            self.pci_cfg_length.eq(fld("pci_cfg_length")),
+            self.pci_cfg_data.eq(fld("pci_cfg_data")),
+        ]
+        if p.transitional:
+            io_bits = (p.io_bar_size - 1).bit_length()
+            m.d.comb += self.io_bar_base.eq(Cat(Const(0, io_bits), fld("io_bar")[io_bits:]))
+        return m

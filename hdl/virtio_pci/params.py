@@ -1,0 +1,237 @@
+"""Validated, frozen parameters of the virtio-pci endpoint (DESIGN.md section 6).
+
+Everything the RTL needs to know at elaboration time lives here: identity, queue and
+vector counts, offered features, TLP width and the BAR layout.  The BAR layout is
+computed from the other parameters (``regions``) so that tests and the port JSON read
+offsets from one place instead of hard-coding them.
+"""
+from dataclasses import dataclass, field, replace
+import json
+
+__all__ = ["VirtioPciParams", "Region", "DEVICE_TYPES", "TRANSITIONAL_IDS", "Feature"]
+
+
+class Feature:
+    """Transport feature bit numbers (VIRTIO 1.3 chapter 6)."""
+    NOTIFY_ON_EMPTY = 24
+    ANY_LAYOUT = 27
+    RING_INDIRECT_DESC = 28
+    RING_EVENT_IDX = 29
+    VERSION_1 = 32
+    ACCESS_PLATFORM = 33
+    RING_PACKED = 34
+    IN_ORDER = 35
+    ORDER_PLATFORM = 36
+    SR_IOV = 37
+    NOTIFICATION_DATA = 38
+    NOTIF_CONFIG_DATA = 39
+    RING_RESET = 40
+    ADMIN_VQ = 41
+
+
+#: virtio device type -> (name, PCI class code)
+DEVICE_TYPES = {
+    1: ("net", 0x020000),
+    2: ("blk", 0x010000),
+    3: ("console", 0x078000),
+    4: ("entropy", 0x00FF00),
+    5: ("balloon", 0x050000),
+    8: ("scsi", 0x010000),
+    9: ("9p", 0x000200),
+    16: ("gpu", 0x038000),
+    18: ("input", 0x098000),
+    19: ("vsock", 0x088000),
+    26: ("fs", 0x018000),
+}
+
+#: virtio device type -> transitional PCI Device ID (4.1.2.1)
+TRANSITIONAL_IDS = {1: 0x1000, 2: 0x1001, 5: 0x1002, 3: 0x1003, 8: 0x1004, 4: 0x1005, 9: 0x1009}
+
+PAGE = 0x1000
+
+
+@dataclass(frozen=True)
+class Region:
+    """One structure inside a BAR: ``name`` at byte ``offset`` of BAR ``bar``, ``length`` bytes
+    advertised, ``span`` bytes decoded (page aligned)."""
+    name: str
+    bar: int
+    offset: int
+    length: int
+    span: int
+
+    @property
+    def end(self):
+        return self.offset + self.span
+
+
+def _pow2(n):
+    return n > 0 and n & (n - 1) == 0
+
+
+@dataclass(frozen=True)
+class VirtioPciParams:
+    device_type: int = 1
+    num_queues: int = 3
+    queue_max_size: int = 256
+    #: offered features, up to 128 bits (VERSION_1 is mandatory)
+    features: int = (1 << Feature.VERSION_1) | (1 << Feature.RING_RESET) | (1 << Feature.NOTIFICATION_DATA)
+    msix_vectors: int = 4
+    notify_off_multiplier: int = 4
+    #: TLP stream data width in bits (64, 128 or 256)
+    data_width: int = 128
+    #: index of the 64-bit memory BAR holding every virtio structure and the MSI-X table
+    mem_bar: int = 0
+    #: device-specific configuration size in bytes (advertised length of the DEVICE cap)
+    device_cfg_size: int = 0x20
+    #: initial contents of the register-file device config (bytes, zero padded)
+    device_cfg_init: bytes = b""
+    subsystem_vendor_id: int = 0x1AF4
+    subsystem_id: int = 0x1100
+    revision: int = 1
+    #: Max_Payload_Size supported, bytes (128..4096)
+    max_payload_supported: int = 256
+    transitional: bool = False
+    #: size of the legacy I/O BAR0 (transitional devices only)
+    io_bar_size: int = 0x40
+    vendor_id: int = 0x1AF4
+
+    def __post_init__(self):
+        if self.device_type not in DEVICE_TYPES:
+            raise ValueError(f"device type must be one of {sorted(DEVICE_TYPES)}, not {self.device_type!r}")
+        if not 1 <= self.num_queues <= 32768:
+            raise ValueError(f"queue count must be 1..32768, not {self.num_queues!r}")
+        if not (_pow2(self.queue_max_size) and self.queue_max_size <= 32768):
+            raise ValueError(f"queue maximum size must be a power of two up to 32768, not {self.queue_max_size!r}")
+        if not 0 <= self.features < (1 << 128):
+            raise ValueError(f"features must fit in 128 bits, not {self.features!r}")
+        if not self.features >> Feature.VERSION_1 & 1:
+            raise ValueError("features must offer VERSION_1 (bit 32)")
+        if not 1 <= self.msix_vectors <= 2048:
+            raise ValueError(f"MSI-X vector count must be 1..2048, not {self.msix_vectors!r}")
+        m = self.notify_off_multiplier
+        if not (m == 0 or (_pow2(m) and m >= 2)):
+            raise ValueError(f"notify_off_multiplier must be 0 or an even power of two, not {m!r}")
+        if self.features >> Feature.NOTIFICATION_DATA & 1 and m not in (0,) and m % 4:
+            raise ValueError(f"notify_off_multiplier must be 0 or a multiple of 4 with NOTIFICATION_DATA, not {m!r}")
+        if self.data_width not in (64, 128, 256):
+            raise ValueError(f"TLP data width must be 64, 128 or 256, not {self.data_width!r}")
+        if self.mem_bar not in (0, 2, 4):
+            raise ValueError(f"memory BAR must be 0, 2 or 4 (64-bit BAR pair), not {self.mem_bar!r}")
+        if self.transitional and self.mem_bar == 0:
+            raise ValueError("a transitional device keeps BAR0 for the legacy I/O header: choose mem_bar 2 or 4")
+        if self.transitional and self.device_type not in TRANSITIONAL_IDS:
+            raise ValueError(f"device type {self.device_type} has no transitional Device ID")
+        if not 4 <= self.device_cfg_size <= PAGE or self.device_cfg_size % 4:
+            raise ValueError(f"device config size must be a multiple of 4 in 4..4096, not {self.device_cfg_size!r}")
+        if len(self.device_cfg_init) > self.device_cfg_size:
+            raise ValueError("device_cfg_init is longer than device_cfg_size")
+        if self.max_payload_supported not in (128, 256, 512, 1024, 2048, 4096):
+            raise ValueError(f"max payload supported must be a power of two in 128..4096, not {self.max_payload_supported!r}")
+        if not self.transitional and self.subsystem_id < 0x40:
+            raise ValueError(f"a non-transitional device should have subsystem id >= 0x40 (PCI-07), not {self.subsystem_id:#x}")
+        if self.transitional and self.io_bar_size not in (0x20, 0x40, 0x80, 0x100):
+            raise ValueError(f"I/O BAR size must be 32..256 bytes, not {self.io_bar_size!r}")
+
+    # -- identity -------------------------------------------------------------------------
+    @property
+    def device_id(self):
+        if self.transitional:
+            return TRANSITIONAL_IDS[self.device_type]
+        return 0x1040 + self.device_type
+
+    @property
+    def revision_id(self):
+        return 0 if self.transitional else self.revision
+
+    @property
+    def subsystem_device_id(self):
+        return self.device_type if self.transitional else self.subsystem_id
+
+    @property
+    def class_code(self):
+        return DEVICE_TYPES[self.device_type][1]
+
+    @property
+    def mps_supported_code(self):
+        return (self.max_payload_supported // 128).bit_length() - 1
+
+    @property
+    def feature_words(self):
+        return [(self.features >> (32 * i)) & 0xFFFF_FFFF for i in range(4)]
+
+    def offers(self, bit):
+        return bool(self.features >> bit & 1)
+
+    # -- BAR layout -----------------------------------------------------------------------
+    @property
+    def common_cfg_length(self):
+        return 0x40
+
+    @property
+    def notify_length(self):
+        m = self.notify_off_multiplier
+        width = 4 if self.offers(Feature.NOTIFICATION_DATA) else 2
+        if m == 0:
+            return max(width, 4)
+        return (self.num_queues - 1) * m + max(width, 4 if m >= 4 else width)
+
+    @property
+    def msix_table_length(self):
+        return 16 * self.msix_vectors
+
+    @property
+    def msix_pba_length(self):
+        return 8 * ((self.msix_vectors + 63) // 64)
+
+    @property
+    def regions(self):
+        """Regions of the memory BAR in address order, each page aligned."""
+        spans = [
+            ("common", self.common_cfg_length),
+            ("isr", 1),
+            ("device", self.device_cfg_size),
+            ("notify", self.notify_length),
+            ("msix_table", self.msix_table_length),
+            ("msix_pba", self.msix_pba_length),
+        ]
+        out = {}
+        offset = 0
+        for name, length in spans:
+            span = max(PAGE, 1 << (length - 1).bit_length())
+            offset = (offset + span - 1) // span * span   # naturally aligned
+            out[name] = Region(name, self.mem_bar, offset, length, span)
+            offset += span
+        return out
+
+    @property
+    def mem_bar_size(self):
+        end = max(r.end for r in self.regions.values())
+        return max(PAGE * 4, 1 << (end - 1).bit_length())
+
+    # -- serialisation --------------------------------------------------------------------
+    def to_dict(self):
+        d = {k: getattr(self, k) for k in self.__dataclass_fields__}
+        d["device_cfg_init"] = self.device_cfg_init.hex()
+        d["features"] = hex(self.features)
+        return d
+
+    @classmethod
+    def from_dict(cls, d):
+        d = dict(d)
+        if "device_cfg_init" in d and isinstance(d["device_cfg_init"], str):
+            d["device_cfg_init"] = bytes.fromhex(d["device_cfg_init"])
+        if "features" in d and isinstance(d["features"], str):
+            d["features"] = int(d["features"], 0)
+        unknown = set(d) - set(cls.__dataclass_fields__)
+        if unknown:
+            raise ValueError(f"unknown parameters: {', '.join(sorted(unknown))}")
+        return cls(**d)
+
+    @classmethod
+    def from_file(cls, path):
+        with open(path) as f:
+            return cls.from_dict(json.load(f))
+
+    def replace(self, **kw):
+        return replace(self, **kw)

@@ -1,0 +1,1 @@
+"""Transaction layer: TLP formats, depacketizer, completions, transmit arbitration."""

@@ -1,0 +1,161 @@
+"""Request dispatcher: DW operations to register blocks, read data to completion chunks.
+
+PCI Express Base 4.0 section 2.2.9 (completion header: completer ID, status, byte count, lower
+address) and DESIGN.md section 2 (config handler and MMIO/IO handler).
+
+Two pipeline stages:
+
+* S1 is the operation register of the depacketizer.  Its address is decoded to one target (the
+  configuration space, one structure of the memory BAR, or the I/O BAR); the access is made on
+  that target's register bus when the target is ready and S2 has room.  Addresses inside the BAR
+  that no structure covers read 0 and ignore writes.
+* S2 holds the operation whose read data comes back from the target; it hands the completion
+  header and data to the beat packer as one chunk.
+
+Timing: an operation in S1 at cycle t makes its access at t (when not stalled), its completion
+chunk is offered at t+1 and its beat is on ``tx`` at t+2.  With the depacketizer's register the
+answer to a single-DW read starts 3 cycles after the request's last beat.
+"""
+from amaranth.hdl import Cat, Const, Module, Mux, Signal
+from amaranth.lib import stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from ..regbus import RegBusSignature
+from .layouts import CplDW1, CplDW2, FmtType, HdrDW0, OpLayout, Space
+from .packer import ChunkLayout
+
+__all__ = ["Dispatcher", "Target"]
+
+
+class Target:
+    """A register block reached through the dispatcher.
+
+    ``space``: ``Space.CFG``, ``Space.MEM`` or ``Space.IO``; ``base``/``span``: DW offset and DW
+    span inside that space (span a power of two, base aligned to it); ``addr_width``: bits of the
+    block's own DW address.
+    """
+
+    def __init__(self, name, space, base, span, addr_width=None):
+        if span & (span - 1):
+            raise ValueError(f"target {name}: span must be a power of two, not {span}")
+        if base % span:
+            raise ValueError(f"target {name}: base must be aligned to its span")
+        self.name = name
+        self.space = space
+        self.base = base
+        self.span = span
+        self.addr_width = addr_width or max(1, (span - 1).bit_length())
+
+
+class Dispatcher(wiring.Component):
+    def __init__(self, op_addr_width, targets):
+        self._targets = list(targets)
+        members = {
+            "op": In(stream.Signature(OpLayout(op_addr_width))),
+            "chunk": Out(stream.Signature(ChunkLayout)),
+            "completer_id": In(16),
+        }
+        for t in self._targets:
+            members[f"t_{t.name}"] = Out(RegBusSignature(t.addr_width))
+        super().__init__(members)
+
+    def bus(self, name):
+        return getattr(self, f"t_{name}")
+
+    def elaborate(self, platform):
+        m = Module()
+        op = self.op
+        o = op.payload
+        n = len(self._targets)
+
+        # ---- S1: decode and access ----
+        hit = Signal(n)
+        for i, t in enumerate(self._targets):
+            lo = t.base
+            bits = (t.span - 1).bit_length()
+            m.d.comb += hit[i].eq((o.space == t.space) & ((o.addr >> bits) == (lo >> bits)))
+        tgt_ready = Signal()
+        m.d.comb += tgt_ready.eq(1)
+        for i, t in enumerate(self._targets):
+            b = self.bus(t.name)
+            m.d.comb += [
+                b.addr.eq(o.addr[:t.addr_width]),
+                b.write.eq(o.write),
+                b.be.eq(o.be),
+                b.wdata.eq(o.data),
+            ]
+            with m.If(hit[i]):
+                m.d.comb += tgt_ready.eq(b.ready)
+
+        s2_valid = Signal()
+        s2_need = Signal()
+        s2_start = Signal()
+        s2_end = Signal()
+        s2_cpl = Signal(o.cpl.shape())
+        s2_tgt = Signal(range(n + 1))
+        chunk = self.chunk
+        s2_free = ~s2_valid | ~s2_need | (chunk.valid & chunk.ready)
+
+        m.d.comb += op.ready.eq(s2_free & tgt_ready)
+        for i, t in enumerate(self._targets):
+            m.d.comb += self.bus(t.name).en.eq(op.valid & s2_free & hit[i])
+
+        with m.If(s2_free):
+            m.d.sync += s2_valid.eq(0)
+        with m.If(op.valid & op.ready):
+            m.d.sync += [
+                s2_valid.eq(1),
+                s2_need.eq(o.need_cpl),
+                s2_start.eq(o.cpl_start),
+                s2_end.eq(o.cpl_end),
+                s2_cpl.eq(o.cpl),
+                s2_tgt.eq(n),
+            ]
+            for i in range(n):
+                with m.If(hit[i]):
+                    m.d.sync += s2_tgt.eq(i)
+
+        # ---- S2: read data and completion chunk ----
+        rdata = Signal(32)
+        with m.Switch(s2_tgt):
+            for i, t in enumerate(self._targets):
+                with m.Case(i):
+                    m.d.comb += rdata.eq(self.bus(t.name).rdata)
+            with m.Default():
+                m.d.comb += rdata.eq(0)
+
+        c = s2_cpl
+        h0 = HdrDW0(Signal(32, name="cpl_dw0"))
+        h1 = CplDW1(Signal(32, name="cpl_dw1"))
+        h2 = CplDW2(Signal(32, name="cpl_dw2"))
+        m.d.comb += [
+            h0.fmt_type.eq(Mux(c.has_data, FmtType.CPLD, FmtType.CPL)),
+            h0.tc.eq(c.tc),
+            h0.attr.eq(c.attr[:2]),
+            h0.attr2.eq(c.attr[2]),
+            h0.length.eq(c.length),
+            h0.t8.eq(c.tag[8]),
+            h0.t9.eq(c.tag[9]),
+            h1.completer_id.eq(self.completer_id),
+            h1.status.eq(c.status),
+            h1.byte_count.eq(c.byte_count),
+            h2.requester_id.eq(c.requester_id),
+            h2.tag.eq(c.tag[:8]),
+            h2.lower_addr.eq(c.lower_addr),
+        ]
+        m.d.comb += [
+            chunk.valid.eq(s2_valid & s2_need),
+            chunk.payload.first.eq(s2_start),
+            chunk.payload.last.eq(s2_end),
+        ]
+        with m.If(s2_start):
+            m.d.comb += [
+                chunk.payload.dw[0].eq(h0.as_value()),
+                chunk.payload.dw[1].eq(h1.as_value()),
+                chunk.payload.dw[2].eq(h2.as_value()),
+                chunk.payload.dw[3].eq(rdata),
+                chunk.payload.n.eq(Mux(c.has_data, 4, 3)),
+            ]
+        with m.Else():
+            m.d.comb += [chunk.payload.dw[0].eq(rdata), chunk.payload.n.eq(1)]
+        return m

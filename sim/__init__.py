@@ -1,0 +1,1 @@
+"""Simulation runner: Verilog emission, Verilator builds shared between tests, wave files."""

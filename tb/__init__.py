@@ -1,0 +1,1 @@
+"""Testbench package: TLP conversion, root-complex bridge, driver and back-end models."""
