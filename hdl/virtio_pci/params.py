@@ -95,6 +95,8 @@ class VirtioPciParams:
     #: size of the legacy I/O BAR0 (transitional devices only)
     io_bar_size: int = 0x40
     vendor_id: int = 0x1AF4
+    #: "regfile": the built-in device-config register file; "external": request/response port
+    device_cfg_backend: str = "regfile"
 
     def __post_init__(self):
         if self.device_type not in DEVICE_TYPES:
@@ -132,6 +134,9 @@ class VirtioPciParams:
             raise ValueError(f"a non-transitional device should have subsystem id >= 0x40 (PCI-07), not {self.subsystem_id:#x}")
         if self.transitional and self.io_bar_size not in (0x20, 0x40, 0x80, 0x100):
             raise ValueError(f"I/O BAR size must be 32..256 bytes, not {self.io_bar_size!r}")
+
+        if self.device_cfg_backend not in ("regfile", "external"):
+            raise ValueError(f"device config back-end must be 'regfile' or 'external', not {self.device_cfg_backend!r}")
 
     # -- identity -------------------------------------------------------------------------
     @property

@@ -1,41 +1,92 @@
 """The virtio-pci endpoint function: composition only (DESIGN.md section 2).
 
-rx -> Depacketizer -> Dispatcher -> {ConfigSpace, virtio structures, MSI-X} -> BeatPacker
-   -> TxArbiter -> tx.  Function Level Reset (PCIe capability Initiate FLR) returns the
-configuration space and all virtio state to reset values the cycle after the CfgWr that asked for
-it; the CfgWr's own completion is already in flight and still leaves.
+rx -> Depacketizer -> PciCfgWindow -> Dispatcher -> {ConfigSpace, CommonCfg, Isr, device config,
+Notify, MSI-X table/PBA} -> BeatPacker -> TxArbiter -> tx.
+
+Function Level Reset (PCIe capability Initiate FLR) returns the configuration space and all
+virtio state to reset values the cycle after the CfgWr that asked for it; that CfgWr's own
+completion is already in the pipeline and still leaves.  The back-end sees ``flr`` for one cycle.
 """
-from amaranth.hdl import Module, ResetInserter, Signal
-from amaranth.lib import wiring
-from amaranth.lib.wiring import In, Out, connect
+from amaranth.hdl import Module, ResetInserter, Signal, unsigned
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.wiring import In, Out, connect, flipped
 
 from .params import VirtioPciParams
 from .config.config_space import ConfigSpace
+from .irq.msix_table import MsixTable
 from .tlp.depacketizer import Depacketizer
 from .tlp.dispatcher import Dispatcher, Target
 from .tlp.layouts import Space, tlp_stream
 from .tlp.packer import BeatPacker
 from .tlp.tx_arbiter import TxArbiter
-from .virtio.zero_region import ZeroRegion
+from .virtio.common_cfg import CommonCfg, QueueEvent, QueueRow
+from .virtio.device_cfg import DcfgRequest, DcfgUpdate, DeviceCfgPort, DeviceCfgRegFile
+from .virtio.isr import Isr
+from .virtio.notify import Doorbell, Notify
+from .virtio.pci_cfg_window import PciCfgWindow
 
-__all__ = ["VirtioPciEndpoint"]
+__all__ = ["VirtioPciEndpoint", "IrqRequest"]
+
+
+class IrqRequest(data.Struct):
+    """An interrupt request from the back-end: a used-buffer notification for ``queue``, or a
+    configuration change when ``config`` is set."""
+    queue: 16
+    config: 1
 
 
 class VirtioPciEndpoint(wiring.Component):
-    """Top level.  Ports: ``rx`` and ``tx`` TLP streams (see ``tlp.layouts``), ``flr`` (Out,
-    one-cycle pulse when a Function Level Reset starts), and error event pulses."""
+    """Top level.  Every port is described (with bit ranges) in the JSON of ``make verilog``.
+
+    Link side: ``rx``/``tx`` TLP streams (see ``tlp.layouts``).
+    Back-end side (DESIGN.md section 4):
+      doorbell        Out stream {queue, value, wide}: one per accepted notify write.
+      qevent          Out stream {queue, kind}: queue enabled (kind 0) / queue reset requested (1).
+      qreset_done     In stream of queue numbers: that queue's reset is complete.
+      qrd_addr/qrd_data/qrd_exists  read port into the queue table (data the cycle after addr).
+      device_status, driver_features, features_ok, driver_ok : negotiated state.
+      features_veto   In: refuse the feature set when the driver sets FEATURES_OK.
+      reset_req/reset_ack : virtio device reset handshake (device_status reads non-zero until ack).
+      needs_reset     In pulse: set DEVICE_NEEDS_RESET.
+      irq             In stream of IrqRequest.
+      config_changed  In pulse (external device-config back-ends; the register file makes its own).
+      dcfg_req/dcfg_resp (external) or dcfg_update (register file): device configuration.
+      flr             Out pulse: a Function Level Reset started.
+    """
 
     def __init__(self, params=None):
-        self.params = params or VirtioPciParams()
-        w = self.params.data_width
-        super().__init__({
+        self.params = p = params or VirtioPciParams()
+        w = p.data_width
+        members = {
             "rx": In(tlp_stream(w)),
             "tx": Out(tlp_stream(w)),
+            "doorbell": Out(stream.Signature(Doorbell)),
+            "qevent": Out(stream.Signature(QueueEvent)),
+            "qreset_done": In(stream.Signature(unsigned(16))),
+            "qrd_addr": In(16),
+            "qrd_data": Out(QueueRow),
+            "qrd_exists": Out(1),
+            "device_status": Out(8),
+            "driver_features": Out(128),
+            "features_ok": Out(1),
+            "driver_ok": Out(1),
+            "features_veto": In(1),
+            "reset_req": Out(1),
+            "reset_ack": In(1),
+            "needs_reset": In(1),
+            "irq": In(stream.Signature(IrqRequest)),
+            "config_changed": In(1),
             "flr": Out(1),
             "err_malformed": Out(1),
             "err_ur": Out(1),
             "err_unexpected_cpl": Out(1),
-        })
+        }
+        if p.device_cfg_backend == "external":
+            members["dcfg_req"] = Out(stream.Signature(DcfgRequest))
+            members["dcfg_resp"] = In(stream.Signature(unsigned(32)))
+        else:
+            members["dcfg_update"] = In(stream.Signature(DcfgUpdate))
+        super().__init__(members)
 
     def targets(self):
         p = self.params
@@ -49,25 +100,81 @@ class VirtioPciEndpoint(wiring.Component):
         p = self.params
 
         flr_rst = Signal()
+        fr = ResetInserter(flr_rst)
         m.submodules.depkt = depkt = Depacketizer(p)
+        cfg = ConfigSpace(p)
+        window = PciCfgWindow(p, depkt.addr_width, cfg.image.fields["pci_cfg_data"].dword)
         m.submodules.dispatch = dispatch = Dispatcher(depkt.addr_width, self.targets())
         m.submodules.packer = packer = BeatPacker(p.data_width)
         m.submodules.arbiter = arbiter = TxArbiter(p.data_width, 1)
-        cfg = ConfigSpace(p)
-        m.submodules.cfg = ResetInserter(flr_rst)(cfg)
+        common = CommonCfg(p)
+        isr = Isr()
+        notify = Notify(p)
+        dport = DeviceCfgPort()
+        msix = MsixTable(p)
+        for name, blk in (("cfg", cfg), ("window", window), ("common", common), ("isr", isr),
+                          ("notify", notify), ("device", dport), ("msix", msix)):
+            m.submodules[name] = fr(blk)
 
-        wiring.connect(m, rx=wiring.flipped(self.rx), depkt=depkt.rx)
-        connect(m, depkt.op, dispatch.op)
+        connect(m, flipped(self.rx), depkt.rx)
+        connect(m, depkt.op, window.i)
+        connect(m, window.o, dispatch.op)
         connect(m, dispatch.chunk, packer.chunk)
         connect(m, packer.tx, arbiter.src0)
-        connect(m, arbiter.tx, wiring.flipped(self.tx))
+        connect(m, arbiter.tx, flipped(self.tx))
         connect(m, dispatch.bus("cfg"), cfg.bus)
-        for r in p.regions.values():
-            blk = ZeroRegion(dispatch.bus(r.name).signature.addr_width)
-            m.submodules[f"r_{r.name}"] = ResetInserter(flr_rst)(blk)
-            connect(m, dispatch.bus(r.name), blk.bus)
+        connect(m, dispatch.bus("common"), common.bus)
+        connect(m, dispatch.bus("isr"), isr.bus)
+        connect(m, dispatch.bus("notify"), notify.bus)
+        connect(m, dispatch.bus("device"), dport.bus)
+        connect(m, dispatch.bus("msix_table"), msix.table)
+        connect(m, dispatch.bus("msix_pba"), msix.pba)
+
+        # back-end ports
+        connect(m, notify.doorbell, flipped(self.doorbell))
+        connect(m, common.qevent, flipped(self.qevent))
+        connect(m, flipped(self.qreset_done), common.qreset_done)
+        config_changed = Signal()
+        if p.device_cfg_backend == "external":
+            connect(m, dport.req, flipped(self.dcfg_req))
+            connect(m, flipped(self.dcfg_resp), dport.resp)
+            m.d.comb += config_changed.eq(self.config_changed)
+        else:
+            m.submodules.dcfg = dcfg = fr(DeviceCfgRegFile(p))
+            connect(m, dport.req, dcfg.req)
+            connect(m, dport.resp, dcfg.resp)
+            connect(m, flipped(self.dcfg_update), dcfg.update)
+            m.d.comb += config_changed.eq(self.config_changed | dcfg.config_changed)
+
+        # interrupt requests: ISR bits (MSI-X delivery is in irq/)
+        irq = self.irq
+        m.d.comb += irq.ready.eq(1)
+        fire = irq.valid & irq.ready
+        m.d.comb += [
+            isr.set_queue.eq(fire & ~irq.payload.config & ~cfg.msix_enable),
+            isr.set_config.eq((fire & irq.payload.config) | (config_changed & common.driver_ok)),
+            isr.clear.eq(common.virtio_reset),
+        ]
 
         m.d.comb += [
+            window.cap_bar.eq(cfg.pci_cfg_bar),
+            window.cap_offset.eq(cfg.pci_cfg_offset),
+            window.cap_length.eq(cfg.pci_cfg_length),
+            notify.queue_enabled.eq(common.queue_enabled),
+            notify.driver_ok.eq(common.driver_ok),
+            common.qrd_addr.eq(self.qrd_addr),
+            self.qrd_data.eq(common.qrd_data),
+            self.qrd_exists.eq(common.qrd_exists),
+            common.features_veto.eq(self.features_veto),
+            common.reset_ack.eq(self.reset_ack),
+            common.needs_reset.eq(self.needs_reset),
+            common.config_changed.eq(config_changed),
+            self.device_status.eq(common.device_status),
+            self.driver_features.eq(common.driver_features),
+            self.features_ok.eq(common.features_ok),
+            self.driver_ok.eq(common.driver_ok),
+            self.reset_req.eq(common.reset_req),
+            cfg.int_status.eq(isr.isr.any() & ~cfg.msix_enable),
             dispatch.completer_id.eq(depkt.completer_id),
             depkt.mem_bar_base.eq(cfg.mem_bar_base),
             depkt.io_bar_base.eq(cfg.io_bar_base),

@@ -237,7 +237,7 @@ def build_config_image(p):
     img.put(pc.offset + 4, 1, 0, rw=0xFF, name="pci_cfg_bar")
     img.put(pc.offset + 8, 4, 0, rw=0xFFFF_FFFF, name="pci_cfg_offset")
     img.put(pc.offset + 12, 4, 0, rw=0xFFFF_FFFF, name="pci_cfg_length")
-    img.put(pc.offset + 16, 4, 0, rw=0xFFFF_FFFF, name="pci_cfg_data")
+    img.put(pc.offset + 16, 4, 0, name="pci_cfg_data")   # owned by virtio/pci_cfg_window.py
 
     for a, b in zip(chain, chain[1:]):
         img.put(a.offset + 1, 1, b.offset)

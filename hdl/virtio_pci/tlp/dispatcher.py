@@ -93,6 +93,8 @@ class Dispatcher(wiring.Component):
         s2_end = Signal()
         s2_cpl = Signal(o.cpl.shape())
         s2_tgt = Signal(range(n + 1))
+        s2_rshift = Signal(2)
+        s2_rlen = Signal(2)
         chunk = self.chunk
         s2_free = ~s2_valid | ~s2_need | (chunk.valid & chunk.ready)
 
@@ -110,19 +112,29 @@ class Dispatcher(wiring.Component):
                 s2_end.eq(o.cpl_end),
                 s2_cpl.eq(o.cpl),
                 s2_tgt.eq(n),
+                s2_rshift.eq(o.rshift),
+                s2_rlen.eq(o.rlen),
             ]
             for i in range(n):
                 with m.If(hit[i]):
                     m.d.sync += s2_tgt.eq(i)
 
         # ---- S2: read data and completion chunk ----
-        rdata = Signal(32)
+        raw = Signal(32)
         with m.Switch(s2_tgt):
             for i, t in enumerate(self._targets):
                 with m.Case(i):
-                    m.d.comb += rdata.eq(self.bus(t.name).rdata)
+                    m.d.comb += raw.eq(self.bus(t.name).rdata)
             with m.Default():
-                m.d.comb += rdata.eq(0)
+                m.d.comb += raw.eq(0)
+        rdata = Signal(32)
+        shifted = raw >> Cat(Const(0, 3), s2_rshift)
+        lmask = Signal(32)
+        with m.Switch(s2_rlen):
+            for k, v in ((0, 0xFFFF_FFFF), (1, 0xFF), (2, 0xFFFF), (3, 0xFF_FFFF)):
+                with m.Case(k):
+                    m.d.comb += lmask.eq(v)
+        m.d.comb += rdata.eq(shifted & lmask)
 
         c = s2_cpl
         h0 = HdrDW0(Signal(32, name="cpl_dw0"))

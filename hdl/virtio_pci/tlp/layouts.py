@@ -166,4 +166,8 @@ def OpLayout(addr_width):
         "cpl_start": unsigned(1),
         "cpl_end": unsigned(1),
         "cpl": CplInfo,
+        # read data returned = (data >> 8*rshift), only the first rlen bytes (0: all four);
+        # used by the PCI-cfg window to place BAR bytes in the first bytes of pci_cfg_data
+        "rshift": unsigned(2),
+        "rlen": unsigned(2),
     })

@@ -1,0 +1,1 @@
+"""Interrupt delivery: MSI-X table, PBA and message generation; INTx."""

@@ -1,0 +1,383 @@
+"""Common configuration structure (VIRTIO 1.3 section 4.1.4.3, 2.1 device status, 2.2 feature
+bits, 2.4 device reset, 2.6.1 virtqueue reset).
+
+The 64-byte 1.3 layout at spec offsets.  Decisions where the specification leaves a choice
+(DESIGN.md section 7, each also listed in the README):
+
+* Feature windows for selects 0-3 (128 offered bits); other selects read 0 and ignore writes.
+  ``driver_feature`` reads back the bits written (offered or not); FEATURES_OK validates them:
+  unoffered bits, a missing VERSION_1, a missing prerequisite or the back-end's ``features_veto``
+  refuse it (the bit reads back 0, the other bits of that write are kept).  Once FEATURES_OK is set,
+  feature writes are ignored and FEATURES_OK cannot be cleared except by reset.
+* Writing 0 to ``device_status`` asks the back-end to reset (``reset_req``); until ``reset_ack`` the
+  register reads the old status with DEVICE_NEEDS_RESET set (never 0) and every other write to
+  the structure is ignored; on ``reset_ack`` every field takes its reset value in one cycle.
+* ``config_generation`` increments on the first device-config change after the driver last read
+  it (a sticky "changed" flag), so it differs whenever a change happened, however many.
+* Per-queue parameters live in block RAM, indexed by ``queue_select``; queue existence, enable and
+  reset bits are flip-flops so resets take one cycle.  A queue's size and addresses are latched
+  by ``queue_enable = 1`` and ignore writes while it is enabled; the MSI-X vector may be remapped
+  at any time.  ``queue_enable = 0`` is ignored.  ``queue_size`` accepts only powers of two (any
+  non-zero value once RING_PACKED is negotiated) up to the queue's maximum.  Selects beyond
+  ``num_queues`` read ``queue_size`` 0, ``queue_msix_vector`` NO_VECTOR and ignore writes.
+* Vector fields accept vectors below the MSI-X table size; anything else stores NO_VECTOR.
+"""
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, unsigned
+from amaranth.lib import data, memory, stream, wiring, enum
+from amaranth.lib.wiring import In, Out
+
+from ..params import Feature
+from ..regbus import RegBusSignature
+
+__all__ = ["CommonCfg", "QueueRow", "QueueEvent", "QueueEventKind", "NO_VECTOR", "Status"]
+
+NO_VECTOR = 0xFFFF
+
+
+class Status:
+    ACKNOWLEDGE = 0x01
+    DRIVER = 0x02
+    DRIVER_OK = 0x04
+    FEATURES_OK = 0x08
+    DEVICE_NEEDS_RESET = 0x40
+    FAILED = 0x80
+
+
+class QueueRow(data.Struct):
+    """Per-queue parameters held in block RAM."""
+    size: 16
+    vector: 16
+    desc: 64
+    driver: 64
+    device: 64
+
+
+class QueueEventKind(enum.Enum, shape=1):
+    ENABLE = 0
+    RESET = 1
+
+
+class QueueEvent(data.Struct):
+    queue: 16
+    kind: QueueEventKind
+
+
+#: feature -> features it requires (VIRTIO 1.3 chapter 6 and 5.1.3.1 for virtio-net)
+FEATURE_REQUIRES = {
+    Feature.NOTIF_CONFIG_DATA: (Feature.VERSION_1,),
+    Feature.RING_RESET: (Feature.VERSION_1,),
+    Feature.ADMIN_VQ: (Feature.VERSION_1,),
+}
+
+
+class CommonCfg(wiring.Component):
+    """Ports (back-end side; all outputs registered, no latency unless stated)
+    ---------------------------------------------------------------------
+    bus : the region's register bus (DW address inside the 4 KiB page).
+    device_status, features_ok, driver_ok : current status.
+    driver_features : the 128 feature bits accepted at FEATURES_OK (0 before).
+    features_veto : In; sampled when the driver sets FEATURES_OK: 1 refuses the feature set.
+    reset_req : Out, high from a write of 0 to device_status until ``reset_ack``.
+    reset_ack : In, one-cycle pulse: the back-end finished its reset; the structure resets.
+    virtio_reset : Out, one-cycle pulse when the virtio state resets (ISR, MSI-X pending use it).
+    needs_reset : In, pulse: set DEVICE_NEEDS_RESET (sticky until reset).
+    config_changed : In, pulse: a device-config value changed (for config_generation).
+    queue_enabled : Out(num_queues), per-queue enable bits.
+    qrd_addr / qrd_data / qrd_exists : back-end read port into the queue table; data valid the
+        cycle after the address (reset values for a queue never written).
+    qevent : Out stream of QueueEvent, one per queue_enable=1 or queue_reset=1 accepted.
+    qreset_done : In stream of queue numbers: the back-end finished that queue's reset.
+    config_vector : Out, config_msix_vector.
+    vrd_addr / vrd_vector : read port for the MSI-X vector of a queue (1 cycle latency).
+    """
+
+    def __init__(self, params):
+        self._p = params
+        nq = params.num_queues
+        super().__init__({
+            "bus": In(RegBusSignature(10)),
+            "device_status": Out(8),
+            "features_ok": Out(1),
+            "driver_ok": Out(1),
+            "driver_features": Out(128),
+            "features_veto": In(1),
+            "reset_req": Out(1),
+            "reset_ack": In(1),
+            "virtio_reset": Out(1),
+            "needs_reset": In(1),
+            "config_changed": In(1),
+            "config_generation": Out(8),
+            "queue_enabled": Out(nq),
+            "qrd_addr": In(16),
+            "qrd_data": Out(QueueRow),
+            "qrd_exists": Out(1),
+            "qevent": Out(stream.Signature(QueueEvent)),
+            "qreset_done": In(stream.Signature(unsigned(16))),
+            "config_vector": Out(16),
+            "vrd_addr": In(16),
+            "vrd_vector": Out(16),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        p = self._p
+        nq = p.num_queues
+        bus = self.bus
+        feat = p.feature_words
+
+        # ---- registers ----
+        dfsel = Signal(32)
+        gfsel = Signal(32)
+        gfeat = [Signal(32, name=f"driver_feature{i}") for i in range(4)]
+        cfg_vec = Signal(16, init=NO_VECTOR)
+        status = Signal(8)
+        resetting = Signal()
+        gen = Signal(8)
+        gen_dirty = Signal()
+        qsel = Signal(16)
+        q_exists = Signal(nq)      # row written since reset (else it reads reset values)
+        q_enable = Signal(nq)
+        q_reset = Signal(nq)
+
+        negotiated = Signal(128)
+        m.d.comb += negotiated.eq(Mux(status[3], Cat(*gfeat), 0))
+        packed = negotiated[Feature.RING_PACKED]
+        ring_reset = negotiated[Feature.RING_RESET]
+
+        # ---- queue table ----
+        qbits = max(1, (nq - 1).bit_length())
+        m.submodules.qram = qram = memory.Memory(shape=QueueRow, depth=nq, init=[])
+        qwr = qram.write_port()
+        qrd = qram.read_port(transparent_for=(qwr,))
+        brd = qram.read_port(transparent_for=(qwr,))
+        vrd = qram.read_port(transparent_for=(qwr,))
+
+        sel_valid = Signal()
+        m.d.comb += sel_valid.eq(qsel < nq)
+        default_row = Signal(QueueRow)
+        m.d.comb += [default_row.size.eq(p.queue_max_size), default_row.vector.eq(NO_VECTOR)]
+        m.d.comb += qrd.addr.eq(qsel[:qbits])
+        sel_exists_d = Signal()
+        sel_valid_d = Signal()
+        m.d.sync += [sel_exists_d.eq((q_exists >> qsel[:qbits])[0]), sel_valid_d.eq(sel_valid)]
+        row = Signal(QueueRow)      # current row of queue_select (reset values if never written)
+        m.d.comb += row.eq(Mux(sel_exists_d, qrd.data, default_row))
+        sel_enabled = Signal()
+        sel_resetting = Signal()
+        m.d.comb += [sel_enabled.eq(sel_valid & (q_enable >> qsel[:qbits])[0]),
+                     sel_resetting.eq(sel_valid & (q_reset >> qsel[:qbits])[0])]
+
+        # ---- read ----
+        # The read data is formed the cycle after the access from the address latched with it:
+        # queue rows need the RAM's one-cycle latency.  It is then held until the next access.
+        addr_d = Signal(10)
+        with m.If(bus.en & bus.ready):
+            m.d.sync += addr_d.eq(bus.addr)
+        a = addr_d
+        live = Signal(32)
+        with m.If(a < 16):
+            with m.Switch(a[:4]):
+                with m.Case(0x00 >> 2):
+                    m.d.comb += live.eq(dfsel)
+                with m.Case(0x04 >> 2):
+                    with m.Switch(dfsel):
+                        for i in range(4):
+                            with m.Case(i):
+                                m.d.comb += live.eq(feat[i])
+                with m.Case(0x08 >> 2):
+                    m.d.comb += live.eq(gfsel)
+                with m.Case(0x0C >> 2):
+                    with m.Switch(gfsel):
+                        for i in range(4):
+                            with m.Case(i):
+                                m.d.comb += live.eq(gfeat[i])
+                with m.Case(0x10 >> 2):
+                    m.d.comb += live.eq(Cat(cfg_vec, Const(nq, 16)))
+                with m.Case(0x14 >> 2):
+                    shown = Mux(resetting, status | Status.DEVICE_NEEDS_RESET, status)
+                    m.d.comb += live.eq(Cat(shown, gen, qsel))
+                with m.Case(0x18 >> 2):
+                    m.d.comb += live.eq(Cat(Mux(sel_valid_d, row.size, 0),
+                                            Mux(sel_valid_d, row.vector, NO_VECTOR)))
+                with m.Case(0x1C >> 2):
+                    notify_off = qsel if p.notify_off_multiplier else Const(0, 16)
+                    m.d.comb += live.eq(Cat(sel_enabled, Const(0, 15),
+                                            Mux(sel_valid_d, notify_off, 0)))
+                for off, fld in ((0x20, "desc"), (0x28, "driver"), (0x30, "device")):
+                    with m.Case(off >> 2):
+                        m.d.comb += live.eq(Mux(sel_valid_d, getattr(row, fld)[:32], 0))
+                    with m.Case((off >> 2) + 1):
+                        m.d.comb += live.eq(Mux(sel_valid_d, getattr(row, fld)[32:], 0))
+                with m.Case(0x38 >> 2):
+                    notif_data = qsel if p.offers(Feature.NOTIF_CONFIG_DATA) else Const(0, 16)
+                    m.d.comb += live.eq(Cat(Mux(sel_valid_d, notif_data, 0),
+                                            sel_resetting.as_unsigned(), Const(0, 15)))
+                with m.Case(0x3C >> 2):
+                    m.d.comb += live.eq(0)    # no admin virtqueues (ADMIN_VQ not offered)
+        # hold the read data until the next access (regbus contract)
+        acc_d = Signal()
+        acc_rd_d = Signal()
+        hold = Signal(32)
+        m.d.sync += [acc_d.eq(bus.en & bus.ready), acc_rd_d.eq(bus.en & bus.ready & ~bus.write)]
+        rlive = Signal(32)
+        m.d.comb += rlive.eq(live)
+        m.d.comb += bus.rdata.eq(Mux(acc_rd_d, rlive, hold))
+        with m.If(acc_rd_d):
+            m.d.sync += hold.eq(rlive)
+
+        # config_generation: reading it clears the sticky flag
+        with m.If(acc_rd_d & (addr_d == 0x14 >> 2)):
+            m.d.sync += gen_dirty.eq(0)
+        with m.If(self.config_changed):
+            with m.If(~gen_dirty | (acc_rd_d & (addr_d == 0x14 >> 2))):
+                m.d.sync += [gen.eq(gen + 1), gen_dirty.eq(1)]
+
+        # ---- write ----
+        ev = self.qevent
+        ev_free = ~ev.valid | ev.ready
+        with m.If(ev.ready):
+            m.d.sync += ev.valid.eq(0)
+        m.d.comb += bus.ready.eq(ev_free)
+
+        wr = bus.en & bus.ready & bus.write & ~resetting & (bus.addr < 16)
+        be = bus.be
+        wd = bus.wdata
+
+        def merge(old, lo_byte, nbytes):
+            """``old`` with the enabled bytes of wdata (field at byte ``lo_byte`` of the DW)."""
+            out = []
+            for i in range(nbytes):
+                b = lo_byte + i
+                out.append(Mux(be[b], wd[8 * b:8 * b + 8], old[8 * i:8 * i + 8]))
+            return Cat(*out)
+
+        def touched(lo_byte, nbytes):
+            return Cat(*(be[lo_byte + i] for i in range(nbytes))).any()
+
+        new_row = Signal(QueueRow)
+        m.d.comb += new_row.eq(row)
+        row_we = Signal()
+        n_vectors = p.msix_vectors
+
+        def legal_vector(v):
+            return Mux(v < n_vectors, v, NO_VECTOR)
+
+        with m.If(wr):
+            with m.Switch(bus.addr[:4]):
+                with m.Case(0x00 >> 2):
+                    m.d.sync += dfsel.eq(merge(dfsel, 0, 4))
+                with m.Case(0x08 >> 2):
+                    m.d.sync += gfsel.eq(merge(gfsel, 0, 4))
+                with m.Case(0x0C >> 2):
+                    with m.If(~status[3]):
+                        with m.Switch(gfsel):
+                            for i in range(4):
+                                with m.Case(i):
+                                    m.d.sync += gfeat[i].eq(merge(gfeat[i], 0, 4))
+                with m.Case(0x10 >> 2):
+                    with m.If(touched(0, 2)):
+                        m.d.sync += cfg_vec.eq(legal_vector(merge(cfg_vec, 0, 2)))
+                with m.Case(0x14 >> 2):
+                    with m.If(be[0]):
+                        v = wd[:8]
+                        with m.If(v == 0):
+                            m.d.sync += resetting.eq(1)
+                        with m.Else():
+                            ok = Signal()
+                            all_feat = Cat(*gfeat)
+                            offered = Const(p.features, 128)
+                            checks = [(all_feat & ~offered) == 0, all_feat[Feature.VERSION_1],
+                                      ~self.features_veto]
+                            for f, reqs in FEATURE_REQUIRES.items():
+                                for r in reqs:
+                                    checks.append(~all_feat[f] | all_feat[r])
+                            m.d.comb += ok.eq(Cat(*checks).all())
+                            keep_fok = status[3]
+                            set_fok = v[3] & (keep_fok | ok)
+                            m.d.sync += status.eq(Cat(v[:3], set_fok | keep_fok, Const(0, 2),
+                                                      status[6], v[7]))
+                    with m.If(be[2] | be[3]):
+                        m.d.sync += qsel.eq(merge(qsel, 2, 2))
+                with m.Case(0x18 >> 2):
+                    with m.If(sel_valid):
+                        with m.If(touched(0, 2) & ~sel_enabled):
+                            sz = merge(row.size, 0, 2)
+                            pow2 = (sz & (sz - 1)) == 0
+                            legal = (sz != 0) & (sz <= p.queue_max_size) & (packed | pow2)
+                            with m.If(legal):
+                                m.d.comb += [new_row.size.eq(sz), row_we.eq(1)]
+                        with m.If(touched(2, 2)):
+                            m.d.comb += [new_row.vector.eq(legal_vector(merge(row.vector, 2, 2))),
+                                         row_we.eq(1)]
+                with m.Case(0x1C >> 2):
+                    with m.If(sel_valid & be[0] & (wd[:16] == 1) & ~sel_enabled & ~sel_resetting
+                              & ev_free):
+                        m.d.sync += [q_enable.eq(q_enable | (1 << qsel[:qbits])),
+                                     ev.valid.eq(1), ev.payload.queue.eq(qsel),
+                                     ev.payload.kind.eq(QueueEventKind.ENABLE)]
+                        m.d.comb += row_we.eq(1)   # latch the row (marks it existing)
+                for off, fld in ((0x20, "desc"), (0x28, "driver"), (0x30, "device")):
+                    for half in range(2):
+                        with m.Case((off >> 2) + half):
+                            with m.If(sel_valid & ~sel_enabled & touched(0, 4)):
+                                cur = getattr(row, fld)[32 * half:32 * half + 32]
+                                m.d.comb += [getattr(new_row, fld)[32 * half:32 * half + 32]
+                                             .eq(merge(cur, 0, 4)), row_we.eq(1)]
+                with m.Case(0x38 >> 2):
+                    with m.If(be[2] & (wd[16:32] == 1) & sel_valid & ring_reset & sel_enabled
+                              & ~sel_resetting & ev_free):
+                        m.d.sync += [q_reset.eq(q_reset | (1 << qsel[:qbits])),
+                                     ev.valid.eq(1), ev.payload.queue.eq(qsel),
+                                     ev.payload.kind.eq(QueueEventKind.RESET)]
+
+        m.d.comb += [qwr.addr.eq(qsel[:qbits]), qwr.data.eq(new_row), qwr.en.eq(row_we & sel_valid)]
+        with m.If(row_we & sel_valid):
+            m.d.sync += q_exists.eq(q_exists | (1 << qsel[:qbits]))
+
+        # ---- queue reset completion from the back-end ----
+        done = self.qreset_done
+        m.d.comb += done.ready.eq(1)
+        with m.If(done.valid & (done.payload < nq)):
+            bit = Const(1, nq) << done.payload[:qbits]
+            m.d.sync += [q_reset.eq(q_reset & ~bit), q_enable.eq(q_enable & ~bit),
+                         q_exists.eq(q_exists & ~bit)]
+            # a driver write in the same cycle must not resurrect the row
+            with m.If(row_we & sel_valid & (qsel[:qbits] == done.payload[:qbits])):
+                m.d.sync += q_exists.eq(q_exists & ~bit)
+
+        # ---- device status side effects ----
+        with m.If(self.needs_reset & ~resetting):
+            m.d.sync += status[6].eq(1)
+        m.d.comb += self.virtio_reset.eq(resetting & self.reset_ack)
+        with m.If(resetting & self.reset_ack):
+            m.d.sync += [
+                resetting.eq(0), status.eq(0), dfsel.eq(0), gfsel.eq(0), cfg_vec.eq(NO_VECTOR),
+                qsel.eq(0), q_exists.eq(0), q_enable.eq(0), q_reset.eq(0),
+                *[g.eq(0) for g in gfeat],
+            ]
+
+        # ---- back-end read ports ----
+        m.d.comb += [brd.addr.eq(self.qrd_addr[:qbits]), vrd.addr.eq(self.vrd_addr[:qbits])]
+        b_exists = Signal()
+        b_valid = Signal()
+        v_ok = Signal()
+        m.d.sync += [b_exists.eq((q_exists >> self.qrd_addr[:qbits])[0] & (self.qrd_addr < nq)),
+                     b_valid.eq(self.qrd_addr < nq),
+                     v_ok.eq(((q_exists >> self.vrd_addr[:qbits])[0]) & (self.vrd_addr < nq))]
+        m.d.comb += [
+            self.qrd_data.eq(Mux(b_exists, brd.data, Mux(b_valid, default_row, 0))),
+            self.qrd_exists.eq(b_exists),
+            self.vrd_vector.eq(Mux(v_ok, vrd.data.vector, NO_VECTOR)),
+        ]
+
+        m.d.comb += [
+            self.device_status.eq(status),
+            self.features_ok.eq(status[3]),
+            self.driver_ok.eq(status[2]),
+            self.driver_features.eq(negotiated),
+            self.reset_req.eq(resetting),
+            self.config_generation.eq(gen),
+            self.queue_enabled.eq(q_enable),
+            self.config_vector.eq(cfg_vec),
+        ]
+        return m
