@@ -8,22 +8,39 @@ import fcntl
 import hashlib
 import json
 import os
+import re
 
 from virtio_pci.cli import emit
 from virtio_pci.params import VirtioPciParams
 
 from .toolchain import setup_verilator
 
-__all__ = ["build", "ROOT", "TOPLEVEL"]
+__all__ = ["build", "ROOT", "TOPLEVEL", "fix_constant_always"]
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TOPLEVEL = "virtio_pci_ep"
+
+
+# Yosys' write_verilog prints a process that only assigns a constant as
+#     always @*
+#       sig[53] = 1'h1;
+# An ``always @*`` whose body reads no variable has an empty sensitivity list, so by IEEE 1800
+# 9.4.2.2 it never runs: Verilator leaves such bits at 0 (e.g. the depacketizer's cpl_start, which
+# dropped the header of every completion).  ``always_comb`` runs once at time zero.
+_CONST_ALWAYS = re.compile(r"^(\s*)always @\*(\n\s*[^\n;]+ = \d+'[hbd][0-9a-fA-F_]+;\n)", re.M)
+
+
+def fix_constant_always(text):
+    """Turn every single-statement constant ``always @*`` of Yosys' Verilog into ``always_comb``."""
+    return _CONST_ALWAYS.sub(r"\1always_comb\2", text)
 
 
 def _key(params, waves, coverage):
     blob = json.dumps({"p": params.to_dict(), "w": waves, "c": coverage}, sort_keys=True)
     src = os.path.join(ROOT, "hdl", "virtio_pci")
     h = hashlib.sha1(blob.encode())
+    with open(os.path.abspath(__file__), "rb") as fh:     # the build recipe is part of the key
+        h.update(fh.read())
     for dirpath, _, files in sorted(os.walk(src)):
         for f in sorted(files):
             if f.endswith(".py"):
@@ -49,6 +66,10 @@ def build(params=None, *, waves=False, coverage=False, build_root=None):
         jpath = os.path.join(bdir, f"{TOPLEVEL}.json")
         if not os.path.exists(stamp):
             emit(params, bdir, TOPLEVEL)
+            with open(vpath) as f:
+                text = f.read()
+            with open(vpath, "w") as f:
+                f.write(fix_constant_always(text))
             args = ["-Wno-fatal", "-Wno-lint", "-Wno-style", "--assert"]
             if waves:
                 args += ["--trace", "--trace-structs"]

@@ -1,7 +1,7 @@
 """Run a cocotb test module against a (shared) Verilator build of the endpoint."""
 import os
 
-from .build import build, ROOT, TOPLEVEL
+from .build import build, TOPLEVEL
 
 __all__ = ["run_cocotb"]
 
@@ -19,7 +19,8 @@ def run_cocotb(test_module, params=None, *, testcase=None, test_dir=None, waves=
     env = {"VPCI_DESC": json.dumps(desc)}
     env.update(extra_env or {})
     runner = get_runner("verilator")
-    results = runner.test(hdl_toplevel=TOPLEVEL, test_module=test_module, build_dir=bdir,
+    results = runner.test(hdl_toplevel=TOPLEVEL, hdl_toplevel_lang="verilog", test_module=test_module,
+                          build_dir=bdir,
                           test_dir=test_dir, testcase=testcase, extra_env=env, waves=waves,
                           seed=seed)
     total, failed = get_results(results)

@@ -5,7 +5,7 @@ vector counts, offered features, TLP width and the BAR layout.  The BAR layout i
 computed from the other parameters (``regions``) so that tests and the port JSON read
 offsets from one place instead of hard-coding them.
 """
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 import json
 
 __all__ = ["VirtioPciParams", "Region", "DEVICE_TYPES", "TRANSITIONAL_IDS", "Feature"]
@@ -134,6 +134,12 @@ class VirtioPciParams:
             raise ValueError(f"a non-transitional device should have subsystem id >= 0x40 (PCI-07), not {self.subsystem_id:#x}")
         if self.transitional and self.io_bar_size not in (0x20, 0x40, 0x80, 0x100):
             raise ValueError(f"I/O BAR size must be 32..256 bytes, not {self.io_bar_size!r}")
+        for name, what in (("vendor_id", "vendor ID"), ("subsystem_vendor_id", "subsystem vendor ID"),
+                           ("subsystem_id", "subsystem ID")):
+            if not 0 <= getattr(self, name) <= 0xFFFF:
+                raise ValueError(f"{what} must be 0..0xFFFF, not {getattr(self, name):#x}")
+        if not 0 <= self.revision <= 0xFF:
+            raise ValueError(f"revision must be 0..255, not {self.revision!r}")
 
         if self.device_cfg_backend not in ("regfile", "external"):
             raise ValueError(f"device config back-end must be 'regfile' or 'external', not {self.device_cfg_backend!r}")

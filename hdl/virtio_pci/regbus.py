@@ -7,7 +7,6 @@ pipeline can stall without losing a read whose side effect already happened (ISR
 Blocks that are always able to take an access tie ``ready`` high; blocks that wait for a
 back-end (doorbells, device configuration) hold it low until they can complete the access.
 """
-from amaranth.hdl import Module, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 

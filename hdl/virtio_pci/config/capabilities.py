@@ -10,7 +10,6 @@ of capabilities (for the port JSON and for tests).  It is plain data and is unit
 """
 from dataclasses import dataclass, field
 
-from ..params import Feature
 
 __all__ = ["ConfigImage", "Capability", "build_config_image", "CapId", "CfgType",
            "CONFIG_SPACE_SIZE"]
@@ -194,7 +193,10 @@ def build_config_image(p):
     img.put(ex.offset + 2, 2, 0x0002)                       # version 2, PCI Express Endpoint
     devcap = p.mps_supported_code | (1 << 5) | (1 << 15) | (1 << 28)   # ext tag, RBER, FLR
     img.put(ex.offset + 4, 4, devcap, name="pcie_devcap")
-    img.put(ex.offset + 8, 2, 0x2810, rw=0x7FFF, name="pcie_devctl")
+    # Device Control: Phantom Functions Enable (bit 9) and Aux Power PM Enable (bit 10) are
+    # hardwired to 0 because the function implements neither (PCIe 4.0 7.5.3.4); bit 15 is the
+    # Initiate FLR strobe, which reads 0.
+    img.put(ex.offset + 8, 2, 0x2810, rw=0x79FF, name="pcie_devctl")
     img.name_field("mps", ex.offset + 8, 3, lsb=5)
     img.name_field("mrrs", ex.offset + 9, 3, lsb=4)
     img.name_field("flr", ex.offset + 9, 1, lsb=7)

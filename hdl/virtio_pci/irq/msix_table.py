@@ -6,7 +6,7 @@ read-only: bit *n* is vector *n*'s pending bit, driven by the delivery logic.  A
 table or PBA read 0 and ignore writes.  ``lookup_*`` is the delivery logic's read port: entry
 valid the cycle after ``lookup_vector``.
 """
-from amaranth.hdl import Cat, Const, Module, Mux, Signal
+from amaranth.hdl import Const, Module, Mux, Signal
 from amaranth.lib import memory, wiring
 from amaranth.lib.wiring import In, Out
 

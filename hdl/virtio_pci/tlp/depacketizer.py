@@ -268,7 +268,6 @@ class Depacketizer(wiring.Component):
             nxt.be.eq(fbe),
             nxt.data.eq(d0),
             nxt.need_cpl.eq(nonposted),
-            nxt.cpl_start.eq(1),
             nxt.cpl.requester_id.eq(dw1.requester_id),
             nxt.cpl.tag.eq(Cat(dw1.tag, dw0.t8, dw0.t9)),
             nxt.cpl.tc.eq(dw0.tc),
@@ -278,8 +277,11 @@ class Depacketizer(wiring.Component):
             m.d.comb += [
                 nxt.cpl.status.eq(CplStatus.UR),
                 nxt.cpl_end.eq(1),
-                nxt.cpl.byte_count.eq(Mux(is_mrd, total_bc, 4)),
-                nxt.cpl.lower_addr.eq(Mux(is_mrd, Cat(fbe_off, addr_dw[:5]), 0)),
+                # a locked read (always UR here) is a memory read too: its completion carries
+                # the read's byte count and lower address, and is a CplLk
+                nxt.cpl.byte_count.eq(Mux(is_mrd | is_lk, total_bc, 4)),
+                nxt.cpl.lower_addr.eq(Mux(is_mrd | is_lk, Cat(fbe_off, addr_dw[:5]), 0)),
+                nxt.cpl.locked.eq(is_lk),
                 n_ops.eq(1),
             ]
         with m.Elif(serve_mem & is_mrd):
@@ -358,7 +360,11 @@ class Depacketizer(wiring.Component):
                     with m.If(serve_cfg & ~malformed):
                         m.d.sync += self.completer_id.eq(Cat(Const(0, 3), cfg.device, cfg.bus))
                     with m.If(serve | answer_ur):
-                        m.d.sync += [op.valid.eq(1), op.payload.eq(nxt)]
+                        # (cpl_start is set here, not as a constant in the comb struct: Yosys
+                        # emits a constant bit-slice as an `always @*` with an empty
+                        # sensitivity list, which event-driven simulators never evaluate)
+                        m.d.sync += [op.valid.eq(1), op.payload.eq(nxt),
+                                     op.payload.cpl_start.eq(1)]
                     with m.Else():
                         with m.If(op.ready):
                             m.d.sync += op.valid.eq(0)

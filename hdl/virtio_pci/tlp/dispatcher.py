@@ -21,7 +21,7 @@ from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..regbus import RegBusSignature
-from .layouts import CplDW1, CplDW2, FmtType, HdrDW0, OpLayout, Space
+from .layouts import CplDW1, CplDW2, FmtType, HdrDW0, OpLayout
 from .packer import ChunkLayout
 
 __all__ = ["Dispatcher", "Target"]
@@ -141,7 +141,8 @@ class Dispatcher(wiring.Component):
         h1 = CplDW1(Signal(32, name="cpl_dw1"))
         h2 = CplDW2(Signal(32, name="cpl_dw2"))
         m.d.comb += [
-            h0.fmt_type.eq(Mux(c.has_data, FmtType.CPLD, FmtType.CPL)),
+            h0.fmt_type.eq(Mux(c.has_data, Mux(c.locked, FmtType.CPLDLK, FmtType.CPLD),
+                               Mux(c.locked, FmtType.CPLLK, FmtType.CPL))),
             h0.tc.eq(c.tc),
             h0.attr.eq(c.attr[:2]),
             h0.attr2.eq(c.attr[2]),

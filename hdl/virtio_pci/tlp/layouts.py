@@ -148,6 +148,7 @@ class CplInfo(data.Struct):
     lower_addr: 7
     length: 10         # DWs of data in this completion (0 for Cpl)
     has_data: 1
+    locked: 1          # answer to a locked read (MRdLk): CplLk/CplDLk (PCIe 2.2.9, Table 2-3)
 
 
 def OpLayout(addr_width):

@@ -12,7 +12,7 @@ acknowledged and ignored, as for the modern virtio-net and virtio-blk layouts), 
 byte enables), which pulses ``config_changed`` for config_generation and the configuration-change
 interrupt.
 """
-from amaranth.hdl import Cat, Const, Module, Mux, Signal, unsigned
+from amaranth.hdl import Module, Mux, Signal, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -56,7 +56,7 @@ class DeviceCfgPort(wiring.Component):
         ]
         fired = req.valid & req.ready
         m.d.comb += [
-            resp.ready.eq(pending | fired),
+            resp.ready.eq(pending | req.valid),
             bus.ready.eq(resp.valid & (pending | fired)),
             bus.rdata.eq(rdata),
         ]

@@ -62,7 +62,6 @@ class Notify(wiring.Component):
             wide.eq(be == 0b1111),
             value.eq(Mux(wide, wd, Mux(lo_half, wd[:16], wd[16:]))),
         ]
-        byte_off = Cat(Mux(lo_half, 0, 2), bus.addr)   # offset of the written field, bytes / 1
         queue = Signal(17)
         if mult == 0:
             m.d.comb += queue.eq(value[:16])

@@ -1,0 +1,1 @@
+"""cocotb test modules (run inside the simulator through ``sim.run.run_cocotb``)."""
