@@ -29,11 +29,12 @@ from cocotbext.pcie.core import RootComplex
 from cocotbext.pcie.core.tlp import CplStatus, Tlp, TlpType
 from cocotbext.pcie.core.utils import PcieId
 
+from .pcispec import CapId, CfgType, MsixCap, PcieCap, VirtioCap, walk_capabilities
 from .rc_bridge import RtlBridge
 from .tlp_convert import dws_to_tlp, tlp_to_dws
 
-__all__ = ["TB", "load_desc", "Desc", "cfg_tlp", "mem_tlp", "DEFAULT_RX_IDLE", "DEFAULT_TX_STALL",
-           "CLK_PERIOD_NS", "RAW_REQUESTER"]
+__all__ = ["TB", "load_desc", "Desc", "cfg_tlp", "mem_tlp", "PulseCounter", "DEFAULT_RX_IDLE",
+           "DEFAULT_TX_STALL", "CLK_PERIOD_NS", "RAW_REQUESTER"]
 
 DEFAULT_RX_IDLE = 0.25
 DEFAULT_TX_STALL = 0.25
@@ -135,9 +136,9 @@ def mem_tlp(write, addr, length_dw=1, *, fbe=0xF, lbe=None, data=None, fmt64=Non
     return tlp
 
 
-class ErrorPulseCounter:
-    """Counts the cycles in which a one-bit event output is high, without per-cycle Python while
-    it is low."""
+class PulseCounter:
+    """Counts the cycles in which a one-bit event output (``err_*``, ``flr``) is high, without
+    per-cycle Python while it is low."""
 
     def __init__(self, clk, sig):
         self.clk = clk
@@ -156,6 +157,8 @@ class ErrorPulseCounter:
 
 
 class TB:
+    _LINK_INPUTS = ("clk", "rst", "rx__payload", "rx__valid", "tx__ready")
+
     def __init__(self, dut, *, rx_idle=None, tx_stall=None, seed=None):
         self.dut = dut
         self.log = logging.getLogger("cocotb.tb")
@@ -173,11 +176,16 @@ class TB:
                                 raw_tag_base=RAW_TAG_BASE)
         self.rc.make_port().connect(self.bridge)
         self.dev = None
-        self.errors = {name: ErrorPulseCounter(dut.clk, getattr(dut, name))
+        self.errors = {name: PulseCounter(dut.clk, getattr(dut, name))
                        for name in ("err_malformed", "err_ur", "err_unexpected_cpl")
                        if name in self.desc.ports}
         self._next_tag = RAW_TAG_BASE
         self._clock_started = False
+        # back-end inputs idle: every back-end stream sink ready (doorbells, queue events), no
+        # requests, interrupts or acknowledgements
+        for port in self.desc.ports.values():
+            if port["direction"] == "input" and port["name"] not in TB._LINK_INPUTS:
+                getattr(dut, port["name"]).value = 1 if port["name"].endswith("__ready") else 0
         for name in ("cocotb.pcie", "cocotb.tb.bridge"):
             logging.getLogger(name).setLevel(logging.WARNING)
 
@@ -191,15 +199,25 @@ class TB:
         self.dut.rst.value = 0
         await ClockCycles(self.dut.clk, 2)
 
-    async def enumerate(self):
-        """Enumerate the fabric with the root complex and return the RTL's ``PciDevice``."""
-        await self.rc.enumerate()
+    async def enumerate(self, enable=True):
+        """Enumerate the fabric with the root complex and return the RTL's ``PciDevice``.
+        ``enable``: then set Memory Space Enable as ``pci_enable_device()`` does."""
+        quiet = logging.getLogger("cocotb.pcie")
+        level = quiet.level
+        quiet.setLevel(logging.ERROR)      # scanning empty slots logs one warning per slot
+        try:
+            await self.rc.enumerate()
+        finally:
+            quiet.setLevel(level)
         self.dev = self.find_function()
+        if enable:
+            await self.dev.enable_device()
         return self.dev
 
-    async def init(self):
+    async def init(self, enable=True):
+        """Clock, reset, enumeration (and Memory Space Enable): the state a driver probes in."""
         await self.reset()
-        return await self.enumerate()
+        return await self.enumerate(enable)
 
     def find_function(self):
         """The enumerated function whose vendor ID is the RTL's (the root port is the other one)."""
@@ -228,8 +246,12 @@ class TB:
 
     # -- cycles and time --------------------------------------------------------------------
     async def cycles(self, n):
-        """Wait ``n`` clock periods with one timer (no per-cycle Python)."""
-        await Timer(n * CLK_PERIOD_NS, unit="ns")
+        """Wait about ``n`` clock periods with one timer (no per-cycle Python) and return in a
+        clock-edge callback, where writes to the RTL are well defined (they take effect after
+        that edge); a bare timer can fire at an edge time and race it."""
+        if n > 1:
+            await Timer((n - 1) * CLK_PERIOD_NS, unit="ns")
+        await RisingEdge(self.dut.clk)
 
     async def rx_drained(self, extra=0):
         """Wait until every queued rx TLP has been accepted by the RTL (plus ``extra`` cycles)."""
@@ -239,6 +261,14 @@ class TB:
             await self.cycles(extra)
 
     # -- raw requests -----------------------------------------------------------------------
+    async def flush(self):
+        """Make posted writes sent through the root complex reach the RTL before what follows.
+
+        Raw TLPs enter the RTL's rx queue directly and would overtake writes still travelling
+        through the fabric; a read through the fabric cannot pass them (PCIe ordering), so when
+        its completion is back they are all in the queue ahead of anything sent later."""
+        await self.dev.config_read_dword(0)
+
     def alloc_tag(self):
         for _ in range(0x80):
             tag = self._next_tag
@@ -253,6 +283,7 @@ class TB:
 
     async def raw_request(self, req, *, timeout_cycles=2000, settle=0):
         """Send a non-posted request straight to the RTL and return its completions (``Tlp``s).
+        It bypasses the fabric: see ``flush()`` after posted writes through the root complex.
 
         ``req``: a cocotbext ``Tlp`` (its tag is replaced by a fresh raw tag) or a DW list (its
         tag is used as is).  Completions are collected until the request is complete: one
@@ -291,16 +322,21 @@ class TB:
         finally:
             self.bridge.release_tag(tag)
 
-    async def expect_no_completion(self, req, *, cycles=200):
-        """Send a request that must not be answered (posted, malformed, dropped); wait ``cycles``
-        after the RTL accepted it and fail if anything came back for its tag."""
+    def dws(self, tlp):
+        """A cocotbext ``Tlp`` as DWs with a fresh raw tag: ``(dws, tag)``.  For hand-made
+        variants (malformed TLPs) that start from a well-formed request."""
+        tlp = Tlp(tlp)
+        tlp.tag = self.alloc_tag()
+        return tlp_to_dws(tlp), tlp.tag
+
+    async def expect_no_completion(self, req, *, tag=None, cycles=200):
+        """Send a TLP that must not be answered (posted, malformed, dropped); wait ``cycles``
+        after the RTL accepted it and fail if a completion came back for its tag (``tag``: for
+        DW lists; a ``Tlp`` gets a fresh one).  Stray answers with other raw tags are caught by
+        ``check_clean``."""
         if isinstance(req, Tlp):
-            req = Tlp(req)
-            req.tag = self.alloc_tag()
-            tag = req.tag
-        else:
-            tag = (req[1] >> 8 & 0xFF) if len(req) > 1 else None
-        q = self.bridge.claim_tag(tag) if tag is not None and tag not in self.bridge._claimed else None
+            req, tag = self.dws(req)
+        q = self.bridge.claim_tag(tag) if tag is not None else None
         try:
             self.bridge.send_dws(self._as_dws(req))
             await self.rx_drained(cycles)
@@ -325,16 +361,37 @@ class TB:
                                               data=data))
         return cpls[0]
 
-    async def cfg_read_dword(self, addr):
+    async def cfg_read_dword(self, addr, *, dest=None):
         """Config dword through the raw path; asserts a successful one-DW completion."""
-        cpl = await self.cfg_read(addr)
+        cpl = await self.cfg_read(addr, dest=dest)
         assert cpl.fmt_type == TlpType.CPL_DATA and cpl.status == CplStatus.SC and cpl.length == 1, \
             f"CfgRd0 {addr:#05x}: {cpl!r}"
         return int.from_bytes(cpl.data[:4], "little")
 
-    async def cfg_write_dword(self, addr, data, fbe=0xF):
-        cpl = await self.cfg_write(addr, data, fbe=fbe)
+    async def cfg_write_dword(self, addr, data, fbe=0xF, *, dest=None):
+        cpl = await self.cfg_write(addr, data, fbe=fbe, dest=dest)
         assert cpl.fmt_type == TlpType.CPL and cpl.status == CplStatus.SC, f"CfgWr0 {addr:#05x}: {cpl!r}"
+
+    # -- capabilities -----------------------------------------------------------------------
+    @staticmethod
+    def cap_length(cap_id, first_dword):
+        """Bytes of a capability worth reading, by its ID (spec lengths; vendor caps say theirs)."""
+        if cap_id == CapId.VENDOR:
+            return max(first_dword >> 16 & 0xFF, 4)
+        return {CapId.PCIE: PcieCap.LEN_V2, CapId.MSIX: MsixCap.LEN, CapId.PM: 8}.get(cap_id, 4)
+
+    async def capabilities(self, read_dword=None):
+        """Walk the capability list (through the root complex unless ``read_dword`` is given)."""
+        return await walk_capabilities(read_dword or self.dev.config_read_dword,
+                                       length_of=self.cap_length)
+
+    @staticmethod
+    def find_cap(caps, cap_id, cfg_type=None):
+        """First capability with ``cap_id`` (and virtio ``cfg_type``), as a driver would pick it."""
+        for c in caps:
+            if c.cap_id == cap_id and (cfg_type is None or c.byte(VirtioCap.CFG_TYPE) == cfg_type):
+                return c
+        raise AssertionError(f"no capability {cap_id:#x} (cfg_type {cfg_type}) in the list")
 
     # -- checks shared by tests --------------------------------------------------------------
     def check_clean(self):

@@ -119,8 +119,14 @@ class RtlBridge(Device):
                 if driven:
                     valid.value = driven = 0
                 self._rx_busy = False
-            dws = await self._rx_queue.get()
-            self._rx_busy = True
+                dws = await self._rx_queue.get()
+                self._rx_busy = True
+                # woken by whoever queued the TLP, possibly from a timer that fires at a clock
+                # edge; a write made there may or may not be seen by that edge, so drive only
+                # from a clock-edge callback (writes there take effect after the edge)
+                await RisingEdge(clk)
+            else:
+                dws = self._rx_queue.get_nowait()
             beats = [pack_beat(*b, w) for b in dws_to_beats(dws, w)]
             i = 0
             while i < len(beats):

@@ -152,7 +152,7 @@ class VirtioPciEndpoint(wiring.Component):
         fire = irq.valid & irq.ready
         m.d.comb += [
             isr.set_queue.eq(fire & ~irq.payload.config & ~cfg.msix_enable),
-            isr.set_config.eq((fire & irq.payload.config) | (config_changed & common.driver_ok)),
+            isr.set_config.eq((fire & irq.payload.config) | common.config_notify),
             isr.clear.eq(common.virtio_reset),
         ]
 

@@ -21,7 +21,7 @@ from cocotbext.pcie.core.utils import PcieId
 from tb.tlp_convert import tlp_to_dws, dws_to_beats
 
 __all__ = ["Bench", "drive", "StreamMonitor", "Sampler", "beats_of", "mem_req", "cfg_req", "io_req",
-           "msg_req", "cpl_tlp", "atomic_req", "payload_bits"]
+           "msg_req", "cpl_tlp", "atomic_req", "payload_bits", "seeded"]
 
 CLOCK_PERIOD = 1e-8
 
@@ -103,35 +103,28 @@ class StreamMonitor:
     each transfer as ``(edge, payload)`` in ``items`` and checks the stream rules: once ``valid`` is
     high and not accepted, ``valid`` stays high and the payload does not change until the transfer.
     ``offered`` holds, per transfer, the edge at which that payload was first seen valid.
-    ``extra`` signals are sampled every cycle into ``trace`` as ``(edge, valid, ready, *extra)``.
     """
 
-    def __init__(self, stream, cycle, *, rng=None, ready_prob=1.0, extra=(), name="stream"):
+    def __init__(self, stream, cycle, *, rng=None, ready_prob=1.0, name="stream"):
         self.stream = stream
         self.cycle = cycle
         self.rng = rng
         self.ready_prob = ready_prob
-        self.extra = tuple(extra)
         self.name = name
         self.items = []
         self.offered = []              # per transfer: edge at which that payload first showed valid
-        self.trace = []
-        self.ready_override = None     # set to 0/1 from a testbench to force ready
 
     async def __call__(self, ctx):
         s = self.stream
         held = None
         since = None
         while True:
-            if self.ready_override is not None:
-                r = self.ready_override
-            elif self.rng is None or self.ready_prob >= 1.0:
+            if self.rng is None or self.ready_prob >= 1.0:
                 r = 1
             else:
                 r = int(self.rng.random() < self.ready_prob)
             ctx.set(s.ready, r)
-            _, _, c, valid, payload, *extra = await ctx.tick().sample(
-                self.cycle, s.valid, s.payload, *self.extra)
+            _, _, c, valid, payload = await ctx.tick().sample(self.cycle, s.valid, s.payload)
             bits = payload_bits(payload)
             if held is not None:
                 assert valid, f"{self.name}: valid dropped at edge {c} before the transfer"
@@ -143,8 +136,6 @@ class StreamMonitor:
                 self.items.append((c, payload))
                 self.offered.append(since)
                 since = None
-            if self.extra:
-                self.trace.append((c, valid, r, *extra))
 
 
 class Sampler:

@@ -129,13 +129,15 @@ def ref_ops(dws, env):
     length, hdr = h["length"], h["hdr"]
     if len(dws) != hdr + (length if h["has_data"] else 0) + h["td"]:
         return [], {"malformed"}
+    if h["has_data"] and 4 * length > env.mps:
+        return [], {"malformed"}              # 2.2.2: any payload above Max_Payload_Size
     fbe, lbe = h["fbe"], h["lbe"]
     addr = ((dws[2] << 32) | dws[3]) if hdr == 4 else dws[2]
     addr &= ~3
     if kind in ("mrd", "mwr"):
         bad_be = (lbe != 0) if length == 1 else (fbe == 0 or lbe == 0)
         crosses = (addr & 0xFFF) + 4 * length > 4096
-        if bad_be or crosses or (kind == "mwr" and 4 * length > env.mps):
+        if bad_be or crosses:
             return [], {"malformed"}
     if kind in ("io", "cfg0") and (length != 1 or lbe != 0 or h["tc"] != 0):
         return [], {"malformed"}

@@ -224,8 +224,9 @@ def test_decode_and_split(width):
 
 @pytest.mark.parametrize("width", [64, 256])
 def test_completer_id_capture(width):
+    """completer_id takes bus/device of each served CfgRd0/CfgWr0 (function 0), nothing else
+    (memory decode is left disabled here, so the MRd is a UR)."""
     p = VirtioPciParams(data_width=width)
-    env = make_env(p, BAR32)
     dut = Depacketizer(p)
     b = Bench(dut, f"depkt_cid_{width}")
     seen = []
@@ -321,6 +322,8 @@ def malformed_tlps(p, env):
         "cross_4k_wr": mem_req(BAR32 + 0x0F00, 0x41, write=True) if env.mps >= 0x41 * 4 else
         mem_req(BAR32 + 0x0FF8, 3, write=True),
         "write_over_mps": mem_req(BAR32, env.mps // 4 + 1, write=True),
+        "cpld_over_mps": cpl_tlp(data=[0] * (env.mps // 4 + 1), byte_count=env.mps + 4),
+        "msgd_over_mps": msg_req(0x7F, routing=0b011, data=[0] * (env.mps // 4 + 1)),
         "cfg_tc": cfg_req(0, tc=1),
         "cfg_lbe": [cfg_req(0)[0], cfg_req(0)[1] | 0xF0, cfg_req(0)[2]],
         "io_len2": [io_req(0)[0] + 1] + io_req(0)[1:],
@@ -422,3 +425,21 @@ def test_multi_op_throughput(width):
     last = accepted[len(beats_of(tlps[0], width)) - 1]
     assert [c for c, _ in ops[:8]] == list(range(last + 1, last + 9))
     assert ops[8][0] == last + 8 + len(beats_of(tlps[1], width))
+
+
+@pytest.mark.parametrize("width", [64, 256])
+def test_max_sizes(width):
+    """Max_Payload_Size 4096 (supported and programmed): a 1024-DW write (length field 0) is stored
+    and emitted whole; a 1024-DW read from a 4 KiB boundary is one completion (length 0, byte count
+    0 = 4096); one DW more than MPS is malformed (the read is not: reads may be longer)."""
+    p = VirtioPciParams(data_width=width, max_payload_supported=4096)
+    env = make_env(p, BAR64, mps_code=5)
+    rng = seeded("max", width)
+    tlps = [mem_req(BAR64 + 0x1000, 1024, write=True, data=[rng.getrandbits(32) for _ in range(1024)]),
+            mem_req(BAR64 + 0x2000, 1024, tag=0x155),
+            mem_req(BAR64 + 0x2004, 1023, fbe=0x8, lbe=0x1, tag=0x2AA)]
+    check_run(p, env, tlps, run_depkt(p, env, tlps, name=f"depkt_max_{width}", rng=rng, ready_prob=0.8))
+    env = make_env(p, BAR64, mps_code=1)
+    tlps = [mem_req(BAR64 + 0x1000, 65, write=True), mem_req(BAR64 + 0x1000, 64, write=True),
+            mem_req(BAR64 + 0x1000, 200)]
+    check_run(p, env, tlps, run_depkt(p, env, tlps, name=f"depkt_max_mps256_{width}"))

@@ -15,7 +15,9 @@ arrived.  Requests this function serves are split into DW operations (``OpLayout
   has status UR; a posted request that is not served is dropped.
 
 Malformed TLPs (length against payload, byte-enable rules, 4 KiB crossing, payload over
-Max_Payload_Size, TLP prefixes, undefined types) are dropped without a completion.
+Max_Payload_Size, TLP prefixes, undefined types) are dropped without a completion.  So are broken
+frames: beats without ``first`` outside a TLP, and a TLP cut short by a new ``first`` beat (its
+``err_malformed`` pulse comes with that beat).
 
 Timing: the first operation of a TLP is valid the cycle after its last beat is accepted on ``rx``.
 TLPs that need one operation (single-DW reads and writes, UR answers) are accepted back to back,
@@ -190,13 +192,15 @@ class Depacketizer(wiring.Component):
                     m.d.comb += mps_dw.eq(min(32 << c, p.max_payload_supported // 4))
             with m.Default():
                 m.d.comb += mps_dw.eq(32)
-        too_long = is_mwr & (len_dw > mps_dw)
+        # 2.2.2: a payload above Max_Payload_Size makes any TLP malformed (completions and
+        # messages included), not only memory writes
+        too_long = has_data & (len_dw > mps_dw)
 
         length_ok = (ndw == expected) & ~overflow
         malformed = Signal()
         m.d.comb += malformed.eq(
-            is_prefix | ~known | ~length_ok
-            | ((is_mrd | is_mwr) & (~be_ok | crosses_4k | too_long))
+            is_prefix | ~known | ~length_ok | too_long
+            | ((is_mrd | is_mwr) & (~be_ok | crosses_4k))
             | ((is_io | is_cfg0) & (~single_ok | (dw0.tc != 0)))
         )
 
@@ -345,13 +349,19 @@ class Depacketizer(wiring.Component):
                     bi, li = divmod(h, L)
                     with m.If(cur_row == bi):
                         m.d.sync += d0_reg[h].eq(lane(li))
+                # a `first` beat while a TLP is still open abandons that TLP: it is malformed
+                # (counted here, on the beat that cuts it; merged with this TLP's own verdict
+                # when this beat is also its last)
+                cut = beat.first & in_tlp
                 with m.If(~beat.first & ~in_tlp):
                     # a fragment without a start: drop it
                     m.d.comb += self.err_malformed.eq(beat.last)
                     m.d.sync += [in_tlp.eq(0), row.eq(0), ndw_reg.eq(0)]
+                    with m.If(op.ready):
+                        m.d.sync += op.valid.eq(0)
                 with m.Elif(beat.last):
                     m.d.comb += [
-                        self.err_malformed.eq(malformed),
+                        self.err_malformed.eq(malformed | cut),
                         self.err_ur.eq(~malformed & ~serve & ~is_msg & ~is_cpl),
                         self.err_poisoned.eq(~malformed & poisoned),
                         self.err_unexpected_cpl.eq(~malformed & is_cpl),
@@ -383,6 +393,7 @@ class Depacketizer(wiring.Component):
                             e_need.eq(nxt.need_cpl),
                         ]
                 with m.Else():
+                    m.d.comb += self.err_malformed.eq(cut)
                     with m.If(op.ready):
                         m.d.sync += op.valid.eq(0)
             with m.Elif(op.ready):

@@ -74,7 +74,9 @@ class CommonCfg(wiring.Component):
     """Ports (back-end side; all outputs registered, no latency unless stated)
     ---------------------------------------------------------------------
     bus : the region's register bus (DW address inside the 4 KiB page).
-    device_status, features_ok, driver_ok : current status.
+    device_status, features_ok : current status.
+    driver_ok : DRIVER_OK, low from the moment a device reset is requested (doorbells and
+        notifications stop while the back-end resets).
     driver_features : the 128 feature bits accepted at FEATURES_OK (0 before).
     features_veto : In; sampled when the driver sets FEATURES_OK: 1 refuses the feature set.
     reset_req : Out, high from a write of 0 to device_status until ``reset_ack``.
@@ -82,6 +84,9 @@ class CommonCfg(wiring.Component):
     virtio_reset : Out, one-cycle pulse when the virtio state resets (ISR, MSI-X pending use it).
     needs_reset : In, pulse: set DEVICE_NEEDS_RESET (sticky until reset).
     config_changed : In, pulse: a device-config value changed (for config_generation).
+    config_notify : Out, one-cycle pulse: a configuration-change notification is due (a config
+        change or DEVICE_NEEDS_RESET being set, while DRIVER_OK; VIRTIO 2.1.2, 3.2.1), in the
+        cycle of ``config_changed`` / ``needs_reset``.
     queue_enabled : Out(num_queues), per-queue enable bits.
     qrd_addr / qrd_data / qrd_exists : back-end read port into the queue table; data valid the
         cycle after the address (reset values for a queue never written).
@@ -106,6 +111,7 @@ class CommonCfg(wiring.Component):
             "virtio_reset": Out(1),
             "needs_reset": In(1),
             "config_changed": In(1),
+            "config_notify": Out(1),
             "config_generation": Out(8),
             "queue_enabled": Out(nq),
             "qrd_addr": In(16),
@@ -157,11 +163,19 @@ class CommonCfg(wiring.Component):
         default_row = Signal(QueueRow)
         m.d.comb += [default_row.size.eq(p.queue_max_size), default_row.vector.eq(NO_VECTOR)]
         m.d.comb += qrd.addr.eq(qsel[:qbits])
-        sel_exists_d = Signal()
+        # The queue-table read port is addressed by queue_select and answers one cycle later, so
+        # the cycle after queue_select changes its data belongs to the old queue: ``sel_settling``
+        # holds the bus for that one cycle (an access right after a queue_select write would
+        # otherwise merge, and write back, the previous queue's row).  Row existence is taken
+        # from the flip-flops of this cycle, so a row cleared by a queue or device reset is never
+        # resurrected by a write in the next cycle.
+        sel_settling = Signal()
+        sel_exists = Signal()
         sel_valid_d = Signal()
-        m.d.sync += [sel_exists_d.eq((q_exists >> qsel[:qbits])[0]), sel_valid_d.eq(sel_valid)]
+        m.d.comb += sel_exists.eq((q_exists >> qsel[:qbits])[0])
+        m.d.sync += sel_valid_d.eq(sel_valid)
         row = Signal(QueueRow)      # current row of queue_select (reset values if never written)
-        m.d.comb += row.eq(Mux(sel_exists_d, qrd.data, default_row))
+        m.d.comb += row.eq(Mux(sel_exists, qrd.data, default_row))
         sel_enabled = Signal()
         sel_resetting = Signal()
         m.d.comb += [sel_enabled.eq(sel_valid & (q_enable >> qsel[:qbits])[0]),
@@ -171,8 +185,9 @@ class CommonCfg(wiring.Component):
         # The read data is formed the cycle after the access from the address latched with it:
         # queue rows need the RAM's one-cycle latency.  It is then held until the next access.
         addr_d = Signal(10)
+        be_d = Signal(4)
         with m.If(bus.en & bus.ready):
-            m.d.sync += addr_d.eq(bus.addr)
+            m.d.sync += [addr_d.eq(bus.addr), be_d.eq(bus.be)]
         a = addr_d
         live = Signal(32)
         with m.If(a < 16):
@@ -225,11 +240,14 @@ class CommonCfg(wiring.Component):
         with m.If(acc_rd_d):
             m.d.sync += hold.eq(rlive)
 
-        # config_generation: reading it clears the sticky flag
-        with m.If(acc_rd_d & (addr_d == 0x14 >> 2)):
+        # config_generation: reading it clears the sticky flag.  Only a read that returns byte
+        # 0x15 counts: a read of device_status or queue_select alone does not show the driver the
+        # generation, and clearing the flag then would let 256 changes wrap the counter (CC-05).
+        gen_read = acc_rd_d & (addr_d == 0x14 >> 2) & be_d[1]
+        with m.If(gen_read):
             m.d.sync += gen_dirty.eq(0)
         with m.If(self.config_changed):
-            with m.If(~gen_dirty | (acc_rd_d & (addr_d == 0x14 >> 2))):
+            with m.If(~gen_dirty | gen_read):
                 m.d.sync += [gen.eq(gen + 1), gen_dirty.eq(1)]
 
         # ---- write ----
@@ -237,7 +255,8 @@ class CommonCfg(wiring.Component):
         ev_free = ~ev.valid | ev.ready
         with m.If(ev.ready):
             m.d.sync += ev.valid.eq(0)
-        m.d.comb += bus.ready.eq(ev_free)
+        m.d.comb += bus.ready.eq(ev_free & ~sel_settling)
+        m.d.sync += sel_settling.eq(0)
 
         wr = bus.en & bus.ready & bus.write & ~resetting & (bus.addr < 16)
         be = bus.be
@@ -297,7 +316,7 @@ class CommonCfg(wiring.Component):
                             m.d.sync += status.eq(Cat(v[:3], set_fok | keep_fok, Const(0, 2),
                                                       status[6], v[7]))
                     with m.If(be[2] | be[3]):
-                        m.d.sync += qsel.eq(merge(qsel, 2, 2))
+                        m.d.sync += [qsel.eq(merge(qsel, 2, 2)), sel_settling.eq(1)]
                 with m.Case(0x18 >> 2):
                     with m.If(sel_valid):
                         with m.If(touched(0, 2) & ~sel_enabled):
@@ -310,8 +329,10 @@ class CommonCfg(wiring.Component):
                             m.d.comb += [new_row.vector.eq(legal_vector(merge(row.vector, 2, 2))),
                                          row_we.eq(1)]
                 with m.Case(0x1C >> 2):
-                    with m.If(sel_valid & be[0] & (wd[:16] == 1) & ~sel_enabled & ~sel_resetting
-                              & ev_free):
+                    # the value written is formed from the enabled byte lanes only (the data of
+                    # disabled lanes is undefined); anything but 1 is ignored (DRV-07)
+                    with m.If(sel_valid & touched(0, 2) & (merge(Const(0, 16), 0, 2) == 1)
+                              & ~sel_enabled & ~sel_resetting & ev_free):
                         m.d.sync += [q_enable.eq(q_enable | (1 << qsel[:qbits])),
                                      ev.valid.eq(1), ev.payload.queue.eq(qsel),
                                      ev.payload.kind.eq(QueueEventKind.ENABLE)]
@@ -324,8 +345,8 @@ class CommonCfg(wiring.Component):
                                 m.d.comb += [getattr(new_row, fld)[32 * half:32 * half + 32]
                                              .eq(merge(cur, 0, 4)), row_we.eq(1)]
                 with m.Case(0x38 >> 2):
-                    with m.If(be[2] & (wd[16:32] == 1) & sel_valid & ring_reset & sel_enabled
-                              & ~sel_resetting & ev_free):
+                    with m.If(touched(2, 2) & (merge(Const(0, 16), 2, 2) == 1) & sel_valid
+                              & ring_reset & sel_enabled & ~sel_resetting & ev_free):
                         m.d.sync += [q_reset.eq(q_reset | (1 << qsel[:qbits])),
                                      ev.valid.eq(1), ev.payload.queue.eq(qsel),
                                      ev.payload.kind.eq(QueueEventKind.RESET)]
@@ -337,7 +358,10 @@ class CommonCfg(wiring.Component):
         # ---- queue reset completion from the back-end ----
         done = self.qreset_done
         m.d.comb += done.ready.eq(1)
-        with m.If(done.valid & (done.payload < nq)):
+        # a completion for a queue that is not resetting (e.g. one that a device reset already
+        # cleared and the driver enabled again) is ignored
+        done_ok = done.valid & (done.payload < nq) & (q_reset >> done.payload[:qbits])[0]
+        with m.If(done_ok):
             bit = Const(1, nq) << done.payload[:qbits]
             m.d.sync += [q_reset.eq(q_reset & ~bit), q_enable.eq(q_enable & ~bit),
                          q_exists.eq(q_exists & ~bit)]
@@ -348,11 +372,13 @@ class CommonCfg(wiring.Component):
         # ---- device status side effects ----
         with m.If(self.needs_reset & ~resetting):
             m.d.sync += status[6].eq(1)
+        m.d.comb += self.config_notify.eq((self.config_changed | (self.needs_reset & ~status[6]))
+                                          & status[2] & ~resetting)
         m.d.comb += self.virtio_reset.eq(resetting & self.reset_ack)
         with m.If(resetting & self.reset_ack):
             m.d.sync += [
                 resetting.eq(0), status.eq(0), dfsel.eq(0), gfsel.eq(0), cfg_vec.eq(NO_VECTOR),
-                qsel.eq(0), q_exists.eq(0), q_enable.eq(0), q_reset.eq(0),
+                qsel.eq(0), sel_settling.eq(1), q_exists.eq(0), q_enable.eq(0), q_reset.eq(0),
                 *[g.eq(0) for g in gfeat],
             ]
 
@@ -373,7 +399,7 @@ class CommonCfg(wiring.Component):
         m.d.comb += [
             self.device_status.eq(status),
             self.features_ok.eq(status[3]),
-            self.driver_ok.eq(status[2]),
+            self.driver_ok.eq(status[2] & ~resetting),
             self.driver_features.eq(negotiated),
             self.reset_req.eq(resetting),
             self.config_generation.eq(gen),

@@ -30,8 +30,11 @@ class Doorbell(data.Struct):
 class Notify(wiring.Component):
     def __init__(self, params):
         self._p = params
+        # the region spans more than one page when num_queues * notify_off_multiplier does
+        # (e.g. one 4 KiB doorbell page per queue): DW address bits of the whole span
+        span_dw = params.regions["notify"].span // 4
         super().__init__({
-            "bus": In(RegBusSignature(10)),
+            "bus": In(RegBusSignature(max(1, (span_dw - 1).bit_length()))),
             "doorbell": Out(stream.Signature(Doorbell)),
             "queue_enabled": In(params.num_queues),
             "driver_ok": In(1),

@@ -1,0 +1,42 @@
+"""pytest entry points of the foundation integration tests (cocotb modules in ``tb/cocotb``).
+
+The whole of every module runs at the default TLP width (128 bits); a subset that crosses every
+width-dependent path (header split over beats, multi-beat payloads and completions) runs at 64
+and 256 bits.  ``VPCI_SEED`` fixes the random seed (idle cycles, back-pressure, read patterns);
+otherwise cocotb picks one and logs it.
+"""
+import os
+
+import pytest
+
+from sim.run import run_cocotb
+from virtio_pci.params import VirtioPciParams
+
+#: module -> tests that also run at the other widths
+MODULES = {
+    "tb.cocotb.enumeration_test": ["enumeration_ids_test", "bar_sizing_test", "capability_walk_test"],
+    "tb.cocotb.config_access_test": ["config_read_all_test", "rw1c_error_bits_test"],
+    "tb.cocotb.request_handling_test": ["unsupported_requests_test", "malformed_test",
+                                        "unexpected_and_messages_test"],
+    "tb.cocotb.completion_split_test": ["read_split_mps128_test"],
+    "tb.cocotb.flr_test": ["flr_test"],
+}
+FULL_WIDTH = 128
+OTHER_WIDTHS = (64, 256)
+
+
+def _seed():
+    s = os.environ.get("VPCI_SEED")
+    return int(s) if s else None
+
+
+@pytest.mark.parametrize("module", sorted(MODULES))
+def test_foundation(module, tmp_path):
+    run_cocotb(module, VirtioPciParams(data_width=FULL_WIDTH), test_dir=str(tmp_path), seed=_seed())
+
+
+@pytest.mark.parametrize("width", OTHER_WIDTHS)
+@pytest.mark.parametrize("module", sorted(MODULES))
+def test_foundation_width(module, width, tmp_path):
+    run_cocotb(module, VirtioPciParams(data_width=width), testcase=MODULES[module],
+               test_dir=str(tmp_path), seed=_seed())
