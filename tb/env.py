@@ -29,7 +29,7 @@ from cocotbext.pcie.core import RootComplex
 from cocotbext.pcie.core.tlp import CplStatus, Tlp, TlpType
 from cocotbext.pcie.core.utils import PcieId
 
-from .pcispec import CapId, CfgType, MsixCap, PcieCap, VirtioCap, walk_capabilities
+from .pcispec import CapId, MsixCap, PcieCap, VirtioCap, walk_capabilities
 from .rc_bridge import RtlBridge
 from .tlp_convert import dws_to_tlp, tlp_to_dws
 

@@ -249,7 +249,7 @@ async def pci_cfg_cap_test(dut):
     pci_cfg_data fields are writable (byte by byte too) and its other bytes are not; data written
     through a valid window reads back through it and through the BAR."""
     tb = TB(dut)
-    dev = await tb.init()
+    await tb.init()
     caps = await tb.capabilities()
     pc = tb.find_cap(caps, CapId.VENDOR, CfgType.PCI_CFG).offset
     head = await tb.cfg_read_dword(pc)
