@@ -10,6 +10,8 @@ RTL and enumerates it (``tb.dev`` is the ``PciDevice``).  Two ways to talk to th
   straight into the RTL's rx stream and returns the completions with its tag; ``tb.raw_posted()``
   injects a TLP that expects no answer.  This reaches what the fabric cannot send or would route
   elsewhere: CfgRd1, messages, locked reads, atomics, malformed TLPs, any byte-enable pattern.
+  Raw TLPs bypass the fabric, so they can overtake posted writes still travelling through it:
+  ``await tb.flush()`` first.
 
 Everything the tests need to know about the build (widths, BAR size, regions, capabilities) comes
 from the JSON description that ``sim.run`` passes in ``VPCI_DESC`` (``tb.desc``), never from
@@ -307,6 +309,7 @@ class TB:
             while True:
                 dws = await with_timeout(q.get(), timeout_cycles * CLK_PERIOD_NS, "ns")
                 cpl = dws_to_tlp(dws)
+                assert cpl.check(), f"malformed completion from the RTL: {cpl!r}"
                 cpls.append(cpl)
                 if cpl.status != CplStatus.SC or not is_mrd:
                     break

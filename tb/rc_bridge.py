@@ -173,9 +173,15 @@ class RtlBridge(Device):
         self.unparsed.append((why, beats))
 
     def _dispatch(self, beats):
+        full = (1 << self.width // 32) - 1
         if not beats[0][2]:
             self._reject(beats, "first beat without first flag")
             return
+        # DESIGN.md section 3: DWs contiguous from lane 0, only the last beat may be partial
+        for i, (_, keep, _, last) in enumerate(beats):
+            if keep == 0 or keep & (keep + 1) or (keep != full and not last):
+                self._reject(beats, f"beat {i} has keep {keep:#x}")
+                return
         dws = beats_to_dws(beats, self.width)
         self.tx_tlps += 1
         kind = tlp_kind(dws[0]) if dws else "empty"

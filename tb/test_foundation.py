@@ -2,7 +2,8 @@
 
 The whole of every module runs at the default TLP width (128 bits); a subset that crosses every
 width-dependent path (header split over beats, multi-beat payloads and completions) runs at 64
-and 256 bits.  ``VPCI_SEED`` fixes the random seed (idle cycles, back-pressure, read patterns);
+and 256 bits, and the identity/BAR tests run once on a transitional build (legacy I/O BAR0,
+memory BAR at index 2: PCI-08..PCI-10).  ``VPCI_SEED`` fixes the random seed (idle cycles, back-pressure, read patterns);
 otherwise cocotb picks one and logs it.
 """
 import os
@@ -39,4 +40,10 @@ def test_foundation(module, tmp_path):
 @pytest.mark.parametrize("module", sorted(MODULES))
 def test_foundation_width(module, width, tmp_path):
     run_cocotb(module, VirtioPciParams(data_width=width), testcase=MODULES[module],
+               test_dir=str(tmp_path), seed=_seed())
+
+
+def test_foundation_transitional(tmp_path):
+    params = VirtioPciParams(transitional=True, mem_bar=2)
+    run_cocotb("tb.cocotb.enumeration_test", params, testcase=["enumeration_ids_test", "bar_sizing_test"],
                test_dir=str(tmp_path), seed=_seed())
