@@ -8,11 +8,12 @@ virtio state to reset values the cycle after the CfgWr that asked for it; that C
 completion is already in the pipeline and still leaves.  The back-end sees ``flr`` for one cycle.
 """
 from amaranth.hdl import Module, ResetInserter, Signal, unsigned
-from amaranth.lib import data, stream, wiring
+from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out, connect, flipped
 
 from .params import VirtioPciParams
 from .config.config_space import ConfigSpace
+from .irq.interrupts import InterruptController, IrqRequest
 from .irq.msix_table import MsixTable
 from .tlp.depacketizer import Depacketizer
 from .tlp.dispatcher import Dispatcher, Target
@@ -26,13 +27,6 @@ from .virtio.notify import Doorbell, Notify
 from .virtio.pci_cfg_window import PciCfgWindow
 
 __all__ = ["VirtioPciEndpoint", "IrqRequest"]
-
-
-class IrqRequest(data.Struct):
-    """An interrupt request from the back-end: a used-buffer notification for ``queue``, or a
-    configuration change when ``config`` is set."""
-    queue: 16
-    config: 1
 
 
 class VirtioPciEndpoint(wiring.Component):
@@ -106,7 +100,7 @@ class VirtioPciEndpoint(wiring.Component):
         window = PciCfgWindow(p, depkt.addr_width, cfg.image.fields["pci_cfg_data"].dword)
         m.submodules.dispatch = dispatch = Dispatcher(depkt.addr_width, self.targets())
         m.submodules.packer = packer = BeatPacker(p.data_width)
-        m.submodules.arbiter = arbiter = TxArbiter(p.data_width, 1)
+        m.submodules.arbiter = arbiter = TxArbiter(p.data_width, 2)
         common = CommonCfg(p)
         isr = Isr()
         notify = Notify(p)
@@ -146,13 +140,36 @@ class VirtioPciEndpoint(wiring.Component):
             connect(m, flipped(self.dcfg_update), dcfg.update)
             m.d.comb += config_changed.eq(self.config_changed | dcfg.config_changed)
 
-        # interrupt requests: ISR bits (MSI-X delivery is in irq/)
+        # interrupt requests -> ISR bits, MSI-X messages / pending bits, INTx messages
         irq = self.irq
         m.d.comb += irq.ready.eq(1)
-        fire = irq.valid & irq.ready
+        fire = irq.valid & common.irq_allowed    # dropped: STS-01, STS-05, VQR-01
+        m.d.comb += [common.irq_queue.eq(irq.payload.queue), common.irq_config.eq(irq.payload.config)]
+        m.submodules.irqc = irqc = fr(InterruptController(p))
+        m.submodules.irq_packer = irq_packer = BeatPacker(p.data_width)
+        connect(m, irqc.chunk, irq_packer.chunk)
+        connect(m, irq_packer.tx, arbiter.src1)
         m.d.comb += [
-            isr.set_queue.eq(fire & ~irq.payload.config & ~cfg.msix_enable),
-            isr.set_config.eq((fire & irq.payload.config) | common.config_notify),
+            irqc.req.valid.eq(fire),
+            irqc.req.payload.eq(irq.payload),
+            irqc.config_event.eq(common.config_notify),
+            irqc.msix_enable.eq(cfg.msix_enable),
+            irqc.fmask.eq(cfg.msix_fmask),
+            irqc.bme.eq(cfg.command[2]),
+            irqc.intx_disable.eq(cfg.command[10]),
+            irqc.requester_id.eq(depkt.completer_id),
+            irqc.config_vector.eq(common.config_vector),
+            common.vrd_addr.eq(irqc.vrd_addr),
+            irqc.vrd_vector.eq(common.vrd_vector),
+            irqc.masked.eq(msix.masked),
+            msix.lookup_vector.eq(irqc.lookup_vector),
+            irqc.lookup_addr.eq(msix.lookup_addr),
+            irqc.lookup_data.eq(msix.lookup_data),
+            msix.pending.eq(irqc.pending),
+            irqc.isr.eq(isr.isr),
+            irqc.clear.eq(common.virtio_reset),
+            isr.set_queue.eq(irqc.set_isr_queue),
+            isr.set_config.eq(irqc.set_isr_config),
             isr.clear.eq(common.virtio_reset),
         ]
 
@@ -162,6 +179,7 @@ class VirtioPciEndpoint(wiring.Component):
             window.cap_length.eq(cfg.pci_cfg_length),
             notify.queue_enabled.eq(common.queue_enabled),
             notify.driver_ok.eq(common.driver_ok),
+            dport.write_enable.eq(common.features_ok),
             common.qrd_addr.eq(self.qrd_addr),
             self.qrd_data.eq(common.qrd_data),
             self.qrd_exists.eq(common.qrd_exists),
@@ -183,6 +201,12 @@ class VirtioPciEndpoint(wiring.Component):
             depkt.mps.eq(cfg.mps),
             cfg.set_ur_detected.eq(depkt.err_ur),
             cfg.set_fatal_detected.eq(depkt.err_malformed),
+            # PCIe 6.2.3.2.4 with Role-Based Error Reporting: a UR answered with a completion and
+            # an unexpected completion are advisory non-fatal (reported as correctable); a UR on a
+            # posted request and a poisoned write are non-fatal
+            cfg.set_correctable_detected.eq((depkt.err_ur & ~depkt.err_ur_posted)
+                                            | depkt.err_unexpected_cpl),
+            cfg.set_nonfatal_detected.eq(depkt.err_ur_posted | depkt.err_poisoned),
             cfg.set_parity_error.eq(depkt.err_poisoned),
             self.err_malformed.eq(depkt.err_malformed),
             self.err_ur.eq(depkt.err_ur),

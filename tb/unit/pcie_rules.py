@@ -151,12 +151,16 @@ def ref_ops(dws, env):
         serve = env.io_base is not None and env.io_enable and env.io_base <= addr < env.io_base + env.io_size
     elif kind == "cfg0":
         serve = (dws[2] >> 16) & 7 == 0
+    claimed = serve
     serve = serve and not poisoned
     posted = kind in ("mwr", "msg", "cpl")
 
     cpl_common = dict(requester_id=h["rid"], tag=h["tag"], tc=h["tc"], attr=h["attr"])
     if not serve:
-        errs.add({"msg": "msg", "cpl": "unexpected_cpl"}.get(kind, "ur"))
+        # a poisoned request addressed to this function is a poisoned-TLP error, not a UR
+        # (its non-posted form is still answered with UR status)
+        if not claimed or kind in ("msg", "cpl"):
+            errs.add({"msg": "msg", "cpl": "unexpected_cpl"}.get(kind, "ur"))
         if posted:
             return [], errs
         memrd = kind in ("mrd", "mrdlk")

@@ -51,6 +51,7 @@ class ConfigSpace(wiring.Component):
             "set_ur_detected": In(1),
             "set_fatal_detected": In(1),
             "set_nonfatal_detected": In(1),
+            "set_correctable_detected": In(1),
             "flr": Out(1),
         })
 
@@ -111,6 +112,7 @@ class ConfigSpace(wiring.Component):
 
         set_bits("status", 11, self.set_signaled_abort)
         set_bits("status", 15, self.set_parity_error)
+        set_bits("pcie_devsta", 0, self.set_correctable_detected)
         set_bits("pcie_devsta", 1, self.set_nonfatal_detected)
         set_bits("pcie_devsta", 2, self.set_fatal_detected)
         set_bits("pcie_devsta", 3, self.set_ur_detected)

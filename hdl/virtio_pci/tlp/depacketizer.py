@@ -75,7 +75,8 @@ class Depacketizer(wiring.Component):
     io_bar_base : 32-bit base of the I/O BAR (transitional devices).
     mps : Device Control Max_Payload_Size code (0 = 128 bytes).
     completer_id : the bus/device number captured from the last CfgRd0/CfgWr0 (function 0).
-    err_* : one-cycle pulses per dropped or refused TLP, for error reporting and counters.
+    err_* : one-cycle pulses per dropped or refused TLP, for error reporting and counters
+        (``err_ur_posted``: the UR was a posted request, answered by nobody).
     """
 
     def __init__(self, params):
@@ -96,6 +97,7 @@ class Depacketizer(wiring.Component):
             "completer_id": Out(16),
             "err_malformed": Out(1),
             "err_ur": Out(1),
+            "err_ur_posted": Out(1),
             "err_poisoned": Out(1),
             "err_unexpected_cpl": Out(1),
             "msg_dropped": Out(1),
@@ -219,6 +221,8 @@ class Depacketizer(wiring.Component):
         serve_io = is_io & io_hit & ~poisoned
         serve_cfg = is_cfg0 & (cfg.function == 0) & ~poisoned
         serve = ~malformed & (serve_mem | serve_io | serve_cfg)
+        # addressed to this function (a poisoned request is a poisoned-TLP error, not a UR)
+        claimed = ((is_mrd | is_mwr) & bar_hit) | (is_io & io_hit) | (is_cfg0 & (cfg.function == 0))
         answer_ur = ~malformed & ~serve & nonposted
 
         # bookkeeping of the first completion of a read
@@ -362,7 +366,8 @@ class Depacketizer(wiring.Component):
                 with m.Elif(beat.last):
                     m.d.comb += [
                         self.err_malformed.eq(malformed | cut),
-                        self.err_ur.eq(~malformed & ~serve & ~is_msg & ~is_cpl),
+                        self.err_ur.eq(~malformed & ~claimed & ~is_msg & ~is_cpl),
+                        self.err_ur_posted.eq(~malformed & ~claimed & is_mwr),
                         self.err_poisoned.eq(~malformed & poisoned),
                         self.err_unexpected_cpl.eq(~malformed & is_cpl),
                         self.msg_dropped.eq(~malformed & is_msg),

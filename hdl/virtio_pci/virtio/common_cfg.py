@@ -12,14 +12,21 @@ The 64-byte 1.3 layout at spec offsets.  Decisions where the specification leave
 * Writing 0 to ``device_status`` asks the back-end to reset (``reset_req``); until ``reset_ack`` the
   register reads the old status with DEVICE_NEEDS_RESET set (never 0) and every other write to
   the structure is ignored; on ``reset_ack`` every field takes its reset value in one cycle.
+  DRIVER_OK (the ``driver_ok`` output, which gates doorbells) drops when the reset is requested.
 * ``config_generation`` increments on the first device-config change after the driver last read
-  it (a sticky "changed" flag), so it differs whenever a change happened, however many.
+  it (a sticky "changed" flag), so it differs whenever a change happened, however many.  Only a
+  read that returns byte 0x15 clears the flag.
+* Narrow writes change only the enabled bytes of a field; for ``queue_enable`` and
+  ``queue_reset`` the value is formed from the enabled lanes (disabled lanes count as 0).
 * Per-queue parameters live in block RAM, indexed by ``queue_select``; queue existence, enable and
   reset bits are flip-flops so resets take one cycle.  A queue's size and addresses are latched
   by ``queue_enable = 1`` and ignore writes while it is enabled; the MSI-X vector may be remapped
   at any time.  ``queue_enable = 0`` is ignored.  ``queue_size`` accepts only powers of two (any
   non-zero value once RING_PACKED is negotiated) up to the queue's maximum.  Selects beyond
   ``num_queues`` read ``queue_size`` 0, ``queue_msix_vector`` NO_VECTOR and ignore writes.
+  A ``qreset_done`` for a queue that is not resetting is ignored.
+* Interrupt requests are checked here (``irq_allowed``): none before DRIVER_OK or during a device
+  reset, used-buffer notifications only for an enabled queue that is not being reset.
 * Vector fields accept vectors below the MSI-X table size; anything else stores NO_VECTOR.
 """
 from amaranth.hdl import Cat, Const, Module, Mux, Signal, unsigned
@@ -93,6 +100,9 @@ class CommonCfg(wiring.Component):
     qevent : Out stream of QueueEvent, one per queue_enable=1 or queue_reset=1 accepted.
     qreset_done : In stream of queue numbers: the back-end finished that queue's reset.
     config_vector : Out, config_msix_vector.
+    irq_queue, irq_config / irq_allowed : combinational check of an interrupt request: a
+        configuration notification is allowed after DRIVER_OK, a used-buffer notification only
+        for an existing queue that is enabled and not being reset (2.1.2, 2.4.1, 2.6.1.1.1).
     vrd_addr / vrd_vector : read port for the MSI-X vector of a queue (1 cycle latency).
     """
 
@@ -120,6 +130,9 @@ class CommonCfg(wiring.Component):
             "qevent": Out(stream.Signature(QueueEvent)),
             "qreset_done": In(stream.Signature(unsigned(16))),
             "config_vector": Out(16),
+            "irq_queue": In(16),
+            "irq_config": In(1),
+            "irq_allowed": Out(1),
             "vrd_addr": In(16),
             "vrd_vector": Out(16),
         })
@@ -395,6 +408,10 @@ class CommonCfg(wiring.Component):
             self.qrd_exists.eq(b_exists),
             self.vrd_vector.eq(Mux(v_ok, vrd.data.vector, NO_VECTOR)),
         ]
+
+        irq_q = self.irq_queue
+        q_live = (irq_q < nq) & (q_enable >> irq_q[:qbits])[0] & ~(q_reset >> irq_q[:qbits])[0]
+        m.d.comb += self.irq_allowed.eq(status[2] & ~resetting & (self.irq_config | q_live))
 
         m.d.comb += [
             self.device_status.eq(status),

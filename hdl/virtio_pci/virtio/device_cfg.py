@@ -3,7 +3,10 @@
 ``DeviceCfgPort`` forwards each DW access of the DEVICE region to the back-end as a request
 (``req``: DW address, write, byte enables, data) and completes it when the back-end answers on
 ``resp`` (one response per request, read data for reads).  A back-end that answers in the same
-cycle keeps the 3-cycle read latency; a slower one stalls the request pipeline.
+cycle keeps the 3-cycle read latency; a slower one stalls the request pipeline.  While
+``write_enable`` is low (the top level ties it to FEATURES_OK) driver writes are completed without
+a request: a driver must not write the device configuration before FEATURES_OK (VIRTIO 3.1.1),
+and the robust device ignores such writes (DRV-12).  Reads are always forwarded (DCF-03).
 
 ``DeviceCfgRegFile`` is the provided back-end: a register file with the parameter object's initial
 contents (``device_cfg_init``), readable at any time (DCF-03), read-only to the driver (writes are
@@ -40,6 +43,7 @@ class DeviceCfgPort(wiring.Component):
             "bus": In(RegBusSignature(10)),
             "req": Out(stream.Signature(DcfgRequest)),
             "resp": In(stream.Signature(unsigned(32))),
+            "write_enable": In(1, init=1),
         })
 
     def elaborate(self, platform):
@@ -47,8 +51,10 @@ class DeviceCfgPort(wiring.Component):
         bus, req, resp = self.bus, self.req, self.resp
         pending = Signal()
         rdata = Signal(32)
+        drop = Signal()
+        m.d.comb += drop.eq(bus.en & bus.write & ~self.write_enable & ~pending)
         m.d.comb += [
-            req.valid.eq(bus.en & ~pending),
+            req.valid.eq(bus.en & ~pending & ~drop),
             req.payload.addr.eq(bus.addr),
             req.payload.write.eq(bus.write),
             req.payload.be.eq(bus.be),
@@ -57,7 +63,7 @@ class DeviceCfgPort(wiring.Component):
         fired = req.valid & req.ready
         m.d.comb += [
             resp.ready.eq(pending | req.valid),
-            bus.ready.eq(resp.valid & (pending | fired)),
+            bus.ready.eq((resp.valid & (pending | fired)) | drop),
             bus.rdata.eq(rdata),
         ]
         with m.If(fired & ~resp.valid):

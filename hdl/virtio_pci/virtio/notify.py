@@ -4,7 +4,8 @@ A write into the notify region becomes one event on the ``doorbell`` stream.  Th
 decoded from the address when ``notify_off_multiplier`` is not 0 (the written value is a hint,
 DESIGN.md section 7), from the written value when it is 0.  A 32-bit write carries
 NOTIFICATION_DATA (vq index or notif-config data in 15:0, next_off in 30:16, next_wrap in 31);
-the whole value is passed on.  Doorbells for queues that do not exist, are not enabled, or come
+the whole value is passed on.  Only the enabled byte lanes of a write count (a narrow write
+leaves undefined data in the others).  Doorbells for queues that do not exist, are not enabled, or come
 before DRIVER_OK are dropped (NTF-D3) and counted; every other doorbell is delivered exactly once:
 when the stream is not ready the write waits and so does ``rx`` (never dropped, never
 duplicated).  Reads return 0 with no side effect (NTF-D4).
@@ -16,7 +17,7 @@ from amaranth.hdl import Cat, Const, Module, Mux, Signal
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from ..regbus import RegBusSignature
+from ..regbus import RegBusSignature, byte_mask
 
 __all__ = ["Notify", "Doorbell"]
 
@@ -56,7 +57,9 @@ class Notify(wiring.Component):
             m.d.sync += db.valid.eq(0)
 
         be = bus.be
-        wd = bus.wdata
+        # only the enabled byte lanes carry data (a one-byte write leaves garbage in the others)
+        wd = Signal(32)
+        m.d.comb += wd.eq(bus.wdata & byte_mask(be))
         # byte offset of the doorbell inside the DW, value aligned down to bit 0
         lo_half = be[0] | be[1]
         value = Signal(32)
