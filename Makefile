@@ -40,6 +40,23 @@ verilog: $(STAMP)
 lint: $(STAMP)
 	$(PY) -m sim.lint
 
+## make conformance: requirement IDs (spec/virtio-pci-conformance.md) cited by the tests, per section
+conformance: $(STAMP)
+	$(PY) -m tb.conformance
+
+## make bench [BENCH_JSON=path]: latency, throughput, simulation speed, area and Fmax
+## (DESIGN.md section 8); prints the table and writes it as JSON (default build/bench/bench.json).
+## Installs the synthesis tools (pyproject extra `synth`) into the venv the first time.
+BENCH_JSON ?= build/bench/bench.json
+SYNTH_STAMP := $(VENV)/.installed-synth
+
+$(SYNTH_STAMP): pyproject.toml $(STAMP)
+	$(VENV)/bin/pip install -q -e '.[synth]'
+	touch $@
+
+bench: $(STAMP) $(SYNTH_STAMP)
+	$(PY) -m sim.bench --json $(BENCH_JSON)
+
 clean:
 	rm -rf build sim_build .pytest_cache
 

@@ -29,6 +29,13 @@ class Feature:
     ADMIN_VQ = 41
 
 
+#: transport bits this front-end cannot honour: bit 30 (UNUSED), SR_IOV (no SR-IOV extended
+#: capability), ADMIN_VQ (no admin virtqueues), reserved 25, 26, 31 and 42..49 (VIRTIO 1.3 ch. 6)
+UNSUPPORTED_FEATURES = sum(1 << b for b in (25, 26, 30, 31, Feature.SR_IOV, Feature.ADMIN_VQ,
+                                             *range(42, 50)))
+#: legacy-only transport bits: only a transitional device may offer them
+LEGACY_ONLY_FEATURES = (1 << Feature.NOTIFY_ON_EMPTY) | (1 << Feature.ANY_LAYOUT)
+
 #: virtio device type -> (name, PCI class code)
 DEVICE_TYPES = {
     1: ("net", 0x020000),
@@ -107,6 +114,12 @@ class VirtioPciParams:
             raise ValueError(f"queue maximum size must be a power of two up to 32768, not {self.queue_max_size!r}")
         if not 0 <= self.features < (1 << 128):
             raise ValueError(f"features must fit in 128 bits, not {self.features!r}")
+        bad = self.features & UNSUPPORTED_FEATURES
+        if not self.transitional:
+            bad |= self.features & LEGACY_ONLY_FEATURES
+        if bad:
+            bits = [i for i in range(128) if bad >> i & 1]
+            raise ValueError(f"features must not offer reserved or unimplemented transport bits (FEA-03): {bits}")
         if not self.features >> Feature.VERSION_1 & 1:
             raise ValueError("features must offer VERSION_1 (bit 32)")
         if not 1 <= self.msix_vectors <= 2048:

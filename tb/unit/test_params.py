@@ -149,3 +149,20 @@ def test_msix_sizes():
         p = VirtioPciParams(msix_vectors=v)
         assert (p.msix_table_length, p.msix_pba_length) == (table, pba)
         assert p.regions["msix_table"].span >= table
+
+
+@pytest.mark.parametrize("bit", [30, 37, 41, 45])
+def test_unimplemented_transport_features_refused(bit):
+    """FEA-03: never offer a feature the device could not support if accepted."""
+    from virtio_pci.params import Feature
+    with pytest.raises(ValueError, match=r"reserved or unimplemented transport bits \(FEA-03\)"):
+        VirtioPciParams(features=(1 << Feature.VERSION_1) | (1 << bit))
+
+
+def test_legacy_only_features_need_transitional():
+    """FEA-03: NOTIFY_ON_EMPTY and ANY_LAYOUT exist only for legacy drivers."""
+    from virtio_pci.params import Feature
+    f = (1 << Feature.VERSION_1) | (1 << Feature.ANY_LAYOUT)
+    with pytest.raises(ValueError, match="FEA-03"):
+        VirtioPciParams(features=f)
+    VirtioPciParams(features=f, transitional=True, mem_bar=2)

@@ -175,14 +175,16 @@ class CommonCfg(wiring.Component):
         m.d.comb += sel_valid.eq(qsel < nq)
         default_row = Signal(QueueRow)
         m.d.comb += [default_row.size.eq(p.queue_max_size), default_row.vector.eq(NO_VECTOR)]
-        m.d.comb += qrd.addr.eq(qsel[:qbits])
-        # The queue-table read port is addressed by queue_select and answers one cycle later, so
-        # the cycle after queue_select changes its data belongs to the old queue: ``sel_settling``
-        # holds the bus for that one cycle (an access right after a queue_select write would
-        # otherwise merge, and write back, the previous queue's row).  Row existence is taken
-        # from the flip-flops of this cycle, so a row cleared by a queue or device reset is never
-        # resurrected by a write in the next cycle.
-        sel_settling = Signal()
+        # The queue-table read port answers one cycle after its address.  It is addressed with
+        # the value queue_select takes at the end of this cycle (``qsel_next``: the value being
+        # written, or 0 on reset), so that an access right after a queue_select write finds the
+        # new queue's row (with ``qsel`` it would merge, and write back, the previous queue's
+        # row).  Row existence is taken from the flip-flops of this cycle, so a row cleared by a
+        # queue or device reset is never resurrected by a write in the next cycle.
+        qsel_next = Signal(16)
+        m.d.comb += qsel_next.eq(qsel)
+        m.d.sync += qsel.eq(qsel_next)
+        m.d.comb += qrd.addr.eq(qsel_next[:qbits])
         sel_exists = Signal()
         sel_valid_d = Signal()
         m.d.comb += sel_exists.eq((q_exists >> qsel[:qbits])[0])
@@ -268,8 +270,7 @@ class CommonCfg(wiring.Component):
         ev_free = ~ev.valid | ev.ready
         with m.If(ev.ready):
             m.d.sync += ev.valid.eq(0)
-        m.d.comb += bus.ready.eq(ev_free & ~sel_settling)
-        m.d.sync += sel_settling.eq(0)
+        m.d.comb += bus.ready.eq(ev_free)
 
         wr = bus.en & bus.ready & bus.write & ~resetting & (bus.addr < 16)
         be = bus.be
@@ -329,7 +330,7 @@ class CommonCfg(wiring.Component):
                             m.d.sync += status.eq(Cat(v[:3], set_fok | keep_fok, Const(0, 2),
                                                       status[6], v[7]))
                     with m.If(be[2] | be[3]):
-                        m.d.sync += [qsel.eq(merge(qsel, 2, 2)), sel_settling.eq(1)]
+                        m.d.comb += qsel_next.eq(merge(qsel, 2, 2))
                 with m.Case(0x18 >> 2):
                     with m.If(sel_valid):
                         with m.If(touched(0, 2) & ~sel_enabled):
@@ -389,9 +390,10 @@ class CommonCfg(wiring.Component):
                                           & status[2] & ~resetting)
         m.d.comb += self.virtio_reset.eq(resetting & self.reset_ack)
         with m.If(resetting & self.reset_ack):
+            m.d.comb += qsel_next.eq(0)
             m.d.sync += [
                 resetting.eq(0), status.eq(0), dfsel.eq(0), gfsel.eq(0), cfg_vec.eq(NO_VECTOR),
-                qsel.eq(0), sel_settling.eq(1), q_exists.eq(0), q_enable.eq(0), q_reset.eq(0),
+                q_exists.eq(0), q_enable.eq(0), q_reset.eq(0),
                 *[g.eq(0) for g in gfeat],
             ]
 
