@@ -285,3 +285,32 @@ async def pci_cfg_cap_test(dut):
         assert await tb.cfg_read_dword(pc + VirtioCap.PCI_CFG_DATA) == value, "PCC-D1: data"
         assert await tb.rc.mem_read_dword(tb.bar_addr + sel) == value, "window write missed the BAR"
     tb.check_clean()
+
+
+@cocotb.test()
+async def virtio_cap_fields_test(dut):
+    """CAP-02, CAP-03, CAP-D3: every virtio capability's cap_len covers its structure (a
+    driver must accept a longer one, so the length read back is what the walk uses to find the
+    next capability's bytes); one capability per cfg_type, so the first one a driver finds is
+    the preferred one; the id byte is 0 (no device type here defines it) and the padding is 0."""
+    tb = TB(dut)
+    await tb.init()
+    caps = await tb.capabilities()
+    seen = {}
+    for c in caps:
+        if c.cap_id != CapId.VENDOR:
+            continue
+        t = c.byte(VirtioCap.CFG_TYPE)
+        minimum = VirtioCap.NOTIFY_LEN if t in (CfgType.NOTIFY, CfgType.PCI_CFG) else VirtioCap.LEN
+        cap_len = c.byte(VirtioCap.CAP_LEN)
+        assert cap_len >= minimum and cap_len % 4 == 0, f"cfg_type {t}: cap_len {cap_len}"
+        assert t not in seen, f"CAP-03: cfg_type {t} appears twice ({seen[t]:#x}, {c.offset:#x})"
+        seen[t] = c.offset
+        assert c.byte(VirtioCap.ID) == 0, f"CAP-D3: id byte of cfg_type {t}"
+        assert c.byte(6) == 0 and c.byte(7) == 0, f"padding of cfg_type {t}"
+        # the next capability starts at or after the end of this one
+        nxt = c.byte(VirtioCap.NEXT)
+        assert nxt == 0 or nxt >= c.offset + cap_len, f"cap at {c.offset:#x} overlaps the next"
+    assert set(seen) == {CfgType.COMMON, CfgType.NOTIFY, CfgType.ISR, CfgType.DEVICE,
+                         CfgType.PCI_CFG}, f"cfg_types present: {sorted(seen)}"
+    tb.check_clean()
