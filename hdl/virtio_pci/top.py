@@ -105,7 +105,8 @@ class VirtioPciEndpoint(wiring.Component):
         isr = Isr()
         notify = Notify(p)
         dport = DeviceCfgPort()
-        msix = MsixTable(p)
+        msix = MsixTable(p, dispatch.bus("msix_table").signature.addr_width,
+                         dispatch.bus("msix_pba").signature.addr_width)
         for name, blk in (("cfg", cfg), ("window", window), ("common", common), ("isr", isr),
                           ("notify", notify), ("device", dport), ("msix", msix)):
             m.submodules[name] = fr(blk)
@@ -145,7 +146,11 @@ class VirtioPciEndpoint(wiring.Component):
         m.d.comb += irq.ready.eq(1)
         fire = irq.valid & common.irq_allowed    # dropped: STS-01, STS-05, VQR-01
         m.d.comb += [common.irq_queue.eq(irq.payload.queue), common.irq_config.eq(irq.payload.config)]
-        m.submodules.irqc = irqc = fr(InterruptController(p))
+        # not under the FLR reset: an FLR clears its pending bits (``clear``) but lets a message
+        # already in the chunk port finish (reset between the two chunks of a 4-DW MWr, it left
+        # the packer and the tx arbiter waiting for a last beat forever) and keeps the INTx
+        # state, so an asserted INTx is followed by Deassert_INTA instead of staying asserted
+        m.submodules.irqc = irqc = InterruptController(p)
         m.submodules.irq_packer = irq_packer = BeatPacker(p.data_width)
         connect(m, irqc.chunk, irq_packer.chunk)
         connect(m, irq_packer.tx, arbiter.src1)
@@ -167,7 +172,7 @@ class VirtioPciEndpoint(wiring.Component):
             irqc.lookup_data.eq(msix.lookup_data),
             msix.pending.eq(irqc.pending),
             irqc.isr.eq(isr.isr),
-            irqc.clear.eq(common.virtio_reset),
+            irqc.clear.eq(common.virtio_reset | flr_rst),
             isr.set_queue.eq(irqc.set_isr_queue),
             isr.set_config.eq(irqc.set_isr_config),
             isr.clear.eq(common.virtio_reset),

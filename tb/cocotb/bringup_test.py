@@ -37,7 +37,8 @@ async def walk_caps(tb):
 
 @cocotb.test()
 async def bringup_test(dut):
-    """PCI-02, PCI-03: enumerate and list the capabilities."""
+    """PCI-02, PCI-03: enumerate and list the capabilities; with the driver scenario, bring the
+    device up, ring the doorbells and show MSI-X and INTx interrupts."""
     tb = TB(dut)
     await tb.init()
     dev = tb.dev
@@ -62,6 +63,8 @@ async def bringup_test(dut):
         run_driver_scenario = None
     if run_driver_scenario is not None:
         lines += await run_driver_scenario(tb)
+        from tb.bringup_interrupts import run_interrupt_scenario
+        lines += await run_interrupt_scenario(tb)
     text = "\n".join(lines)
     print(text)
     out = os.environ.get("VPCI_BRINGUP_OUT")

@@ -63,7 +63,9 @@ class InterruptController(wiring.Component):
         after).
     pending : Out, the Pending Bit Array.
     isr / set_isr_queue, set_isr_config : the ISR bits, and one-cycle pulses that set them.
-    clear : In pulse (virtio reset): drop pending bits.
+    clear : In pulse (virtio reset, Function Level Reset): drop pending bits and a request in
+        flight; a message already started finishes, and the INTx state is kept so that an
+        asserted INTx is deasserted (the ISR is cleared by the same resets).
     chunk : Out stream of ChunkLayout: the MSI-X write or INTx message TLPs (to a BeatPacker).
     msix_sent : Out pulse, the last chunk of an MSI-X write was accepted.
     intx_asserted : Out, the INTx state the last message announced.
@@ -187,7 +189,7 @@ class InterruptController(wiring.Component):
                 m.d.sync += s_valid.eq(0)
         m.d.sync += pending.eq((pending | set_pend | cfg_pend) & ~clr_pend)
         with m.If(self.clear):
-            m.d.sync += pending.eq(0)
+            m.d.sync += [pending.eq(0), a_valid.eq(0)]
         m.d.comb += self.lookup_vector.eq(Mux(s_valid & ~done, s_vec, start_vec))
 
         # ---- the TLP ----
