@@ -49,6 +49,8 @@ NOT_APPLICABLE = {
     "DRV-18": "no vendor-data capability is implemented",
     "FEA-07": "IN_ORDER buffer use is the back-end ring engine's job (the front-end passes the "
               "negotiated bit on)",
+    "MSX-03": "sizing advice, not behaviour: msix_vectors is a parameter; its default is "
+              "num_queues + 1, the most Linux's per-queue strategy uses",
 }
 
 
