@@ -104,6 +104,8 @@ class VirtioPciParams:
     vendor_id: int = 0x1AF4
     #: "regfile": the built-in device-config register file; "external": request/response port
     device_cfg_backend: str = "regfile"
+    #: simulation assertions (hdl/virtio_pci/checks.py); sim/build.py sets it for Verilator
+    assertions: bool = False
 
     def __post_init__(self):
         if self.device_type not in DEVICE_TYPES:
@@ -243,6 +245,15 @@ class VirtioPciParams:
     @classmethod
     def from_dict(cls, d):
         d = dict(d)
+        preset = d.pop("preset", None)
+        if preset is not None:
+            if preset not in ("virtio_net", "virtio_blk"):
+                raise ValueError(f"preset must be 'virtio_net' or 'virtio_blk', not {preset!r}")
+            if "mac" in d:
+                d["mac"] = bytes.fromhex(d["mac"].replace(":", ""))
+            if "features" in d and isinstance(d["features"], str):
+                d["features"] = int(d["features"], 0)
+            return getattr(cls, preset)(**d)
         if "device_cfg_init" in d and isinstance(d["device_cfg_init"], str):
             d["device_cfg_init"] = bytes.fromhex(d["device_cfg_init"])
         if "features" in d and isinstance(d["features"], str):
@@ -259,3 +270,29 @@ class VirtioPciParams:
 
     def replace(self, **kw):
         return replace(self, **kw)
+
+    # -- presets: the register-file back-end with a real device layout ----------------------
+    @classmethod
+    def virtio_net(cls, *, mac=b"\x52\x54\x00\x12\x34\x56", queue_pairs=1, mtu=1500, **kw):
+        """virtio-net (type 1): RX/TX queue pairs plus the control queue, MAC/STATUS/MTU
+        offered and their fields in the device configuration (VIRTIO 1.3 5.1)."""
+        from .virtio.device_layouts import net_config
+        data, feats = net_config(mac=mac, max_virtqueue_pairs=queue_pairs, mtu=mtu)
+        kw.setdefault("num_queues", 2 * queue_pairs + 1)
+        kw.setdefault("msix_vectors", kw["num_queues"] + 1)
+        kw["features"] = kw.get("features", cls.__dataclass_fields__["features"].default) | feats
+        return cls(device_type=1, device_cfg_size=len(data), device_cfg_init=data,
+                   device_cfg_backend="regfile", **kw)
+
+    @classmethod
+    def virtio_blk(cls, *, capacity=0x10000, blk_size=512, queues=1, **kw):
+        """virtio-blk (type 2): ``queues`` request queues, capacity/block size/segment limits
+        offered and in the device configuration (VIRTIO 1.3 5.2)."""
+        from .virtio.device_layouts import blk_config
+        data, feats = blk_config(capacity=capacity, blk_size=blk_size, num_queues=queues)
+        kw.setdefault("num_queues", queues)
+        kw.setdefault("msix_vectors", max(2, queues + 1))
+        kw.setdefault("subsystem_id", 0x1100)
+        kw["features"] = kw.get("features", cls.__dataclass_fields__["features"].default) | feats
+        return cls(device_type=2, device_cfg_size=len(data), device_cfg_init=data,
+                   device_cfg_backend="regfile", **kw)
