@@ -49,11 +49,15 @@ def _key(params, waves, coverage):
     return h.hexdigest()[:12]
 
 
-def build(params=None, *, waves=False, coverage=False, build_root=None):
-    """Return (build_dir, description dict).  Rebuilds only when the HDL or parameters changed."""
+def build(params=None, *, waves=False, coverage=False, build_root=None, assertions=True):
+    """Return (build_dir, description dict).  Rebuilds only when the HDL or parameters changed.
+    ``assertions``: compile the simulation assertions of hdl/virtio_pci/checks.py in (Verilator
+    stops at the first failing one, ``--assert``)."""
     from cocotb_tools.runner import get_runner
 
     params = params or VirtioPciParams()
+    if assertions and not params.assertions:
+        params = params.replace(assertions=True)
     setup_verilator()
     build_root = build_root or os.path.join(ROOT, "build")
     key = _key(params, waves, coverage)

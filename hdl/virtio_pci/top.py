@@ -219,4 +219,20 @@ class VirtioPciEndpoint(wiring.Component):
         ]
         m.d.sync += flr_rst.eq(cfg.flr)
         m.d.comb += self.flr.eq(flr_rst)
+        if p.assertions:
+            self._checks(m, dispatch, packer, flr_rst)
         return m
+
+    def _checks(self, m, dispatch, packer, flr_rst):
+        """Simulation assertions (``params.assertions``, hdl/virtio_pci/checks.py)."""
+        from .checks import completion_tracker, stream_rules
+        stream_rules(m, "tx", self.tx.valid, self.tx.ready, self.tx.payload)
+        # doorbell / queue-event producers are under the FLR reset, which may withdraw an offer
+        stream_rules(m, "doorbell", self.doorbell.valid, self.doorbell.ready,
+                     self.doorbell.payload, abort=flr_rst)
+        stream_rules(m, "qevent", self.qevent.valid, self.qevent.ready, self.qevent.payload,
+                     abort=flr_rst)
+        op = dispatch.op
+        completion_tracker(
+            m, op.valid & op.ready & op.payload.need_cpl & op.payload.cpl_start,
+            packer.tx.valid & packer.tx.ready & packer.tx.payload.first)

@@ -1,0 +1,720 @@
+"""Randomised stress with a scoreboard (DESIGN.md section 9, issue 5).
+
+``Stress(dut, seed, count).run()`` sends ``count`` random TLPs through ``tb.lean_driver`` (random
+rx idle, random tx back-pressure, random doorbell / queue-event back-pressure) and checks, for
+every TLP, against ``tb.ref_model.RefModel``:
+
+* every upstream TLP equals the next one the model expects, DW for DW (completion order, header
+  fields, status, byte count, lower address, read data in the enabled byte lanes); an upstream TLP
+  the model did not expect fails; so does one that never comes (checked at every sync point);
+* every doorbell and queue event equals the next one the model expects (none lost, none
+  duplicated, none extra);
+* idle on rx and back-pressure on tx, doorbell and queue events change at every sync point
+  (probabilities from 0 to 0.7 / 0.95);
+* at sync points (the pipeline drained): ``reset_req``, ``driver_ok``, ``features_ok`` and
+  ``device_status`` against the model.
+
+Mix: valid reads and writes of every width / length / byte-enable pattern to every region of the
+memory BAR (common, ISR, device, notify, MSI-X table and PBA, and the gaps) and to configuration
+space, plus malformed and unsupported TLPs (length against payload, byte-enable rules, 4 KiB
+crossing, payload above MPS, undefined types, prefixes, poisoned, Type 1 / other function /
+I/O / locked / atomic requests, messages, unexpected completions, requests outside the BAR,
+broken frames: a TLP cut short by a new ``first`` beat, beats without ``first`` outside a TLP).
+
+Resets under load: a virtio device reset (device_status 0) and queue resets start from the random
+traffic and are acknowledged by the back-end at a later random sync point while traffic went on;
+Function Level Reset and the conventional reset are injected at random sync points, after which
+the device is set up again (BAR, Memory Space Enable) with checked traffic.
+
+Not covered (left for later): the PCI-cfg window data register (its DW is never accessed), BAR
+reprogramming after setup, interrupts (no ``irq`` requests, so ISR/PBA stay 0 and no MSI-X or INTx
+message is expected), device-config updates from the back-end, a conventional reset or FLR while
+requests are still in flight (both are injected at drained points).
+"""
+import logging
+import os
+import random
+import time
+
+from cocotb.clock import Clock
+from cocotb.triggers import ClockCycles, with_timeout
+from cocotb.utils import get_sim_time
+
+from .env import load_desc, CLK_PERIOD_NS
+from .lean_driver import LeanDriver
+from .tlp_convert import dws_to_beats
+from .ref_model import RefModel
+from .unit.pcie_rules import classify
+from .virtio_backend import VirtioBackend, unpack_fields
+
+__all__ = ["Stress", "StressError"]
+
+BUS, DEV = 0x3A, 0x05
+COMPLETER = BUS << 8 | DEV << 3
+FILLERS = 6                 # harmless TLPs after config accesses (see _cfg_quiet)
+
+
+class StressError(AssertionError):
+    pass
+
+
+def _dw0(fmt, typ, length, *, tc=0, attr=0, tag=0, td=0, ep=0):
+    return (fmt << 29 | typ << 24 | (tag >> 9 & 1) << 23 | tc << 20 | (tag >> 8 & 1) << 19
+            | (attr >> 2 & 1) << 18 | td << 15 | ep << 14 | (attr & 3) << 12 | (length & 0x3FF))
+
+
+class Stress:
+    def __init__(self, dut, seed, count, *, log=None):
+        self.dut = dut
+        self.seed = seed
+        self.count = count
+        self.rng = random.Random(seed)
+        self.log = log or logging.getLogger("cocotb.tb.stress")
+        self.desc = load_desc()
+        self.width = self.desc.width
+        P = self.params = self.desc.params
+        self.be = VirtioBackend(dut, self.desc, auto_reset_ack=False, auto_qreset=False,
+                                doorbell_stall=0.2, qevent_stall=0.2, seed=seed + 1)
+        self.model = RefModel(P, dcfg_bytes=self.be.dcfg)
+        self.drv = LeanDriver(dut, self.width, self.rng, rx_idle=0.15, tx_stall=0.2,
+                              on_tlp=self._on_tx)
+        self.exp_tlps = []          # deque-like list with head index (fast)
+        self.exp_head = 0
+        self.exp_db = []
+        self.db_head = 0
+        self.exp_qev = []
+        self.qev_head = 0
+        self.errors = []
+        self._f_db = self.desc.ports["doorbell__payload"]["fields"]
+        self._f_qev = self.desc.ports["qevent__payload"]["fields"]
+        self.be.doorbell_sink.on_item = self._on_doorbell
+        self._orig_qev = self.be.qevent_sink.on_item
+        self.be.qevent_sink.on_item = self._on_qevent
+        self.tag = 0
+        self.stats = dict(tlps=0, reads=0, writes=0, cfg=0, bad=0, completions=0, doorbells=0,
+                          qevents=0, virtio_resets=0, qresets=0, flr=0, rst=0, syncs=0)
+        self.virtio_reset_pending = False
+        self.qreset_pending = set()
+        self.mem_bar_size = self.model.bar_size
+        self.feat = self.desc.features()
+        self.nq = P["num_queues"]
+        self.nvec = P["msix_vectors"]
+        self.regions = self.desc.regions
+        self.last_tlp = []
+        # scoreboard self-test (tb/test_stress.py): make the *expectation* wrong on purpose, so
+        # that each check is shown to fail
+        self.mutate = os.environ.get("VPCI_STRESS_MUTATE", "")
+        self._mut_n = 0
+        if self.mutate == "errbits":            # the model forgets the error status bits
+            self.model._error_bits = lambda *a: None
+
+    # ---------------------------------------------------------------- scoreboard callbacks --
+    def _fail(self, msg):
+        full = f"{msg} (seed {self.seed}, TLP #{self.stats['tlps']}, t={get_sim_time('ns')} ns)"
+        hist = int(os.environ.get("VPCI_STRESS_HISTORY", "0"))    # TLPs to print before it
+        if not self.errors and hist > 0:
+            for dws in self.last_tlp[-hist:]:
+                self.log.error("  history: %s", " ".join(f"{d:08x}" for d in dws))
+        self.errors.append(full)
+        self.log.error(full)
+
+    def _on_tx(self, dws):
+        if self.exp_head >= len(self.exp_tlps):
+            self._fail(f"unexpected upstream TLP {[hex(d) for d in dws]}")
+            return
+        want, masks, req = self.exp_tlps[self.exp_head]
+        self.exp_head += 1
+        self.stats["completions"] += 1
+        ok = len(dws) == len(want)
+        if ok:
+            for i, (g, w) in enumerate(zip(dws, want)):
+                m = 0xFFFF_FFFF if masks is None else masks[i]
+                if (g ^ w) & m:
+                    ok = False
+                    break
+        if not ok:
+            self._fail(f"upstream TLP {[hex(d) for d in dws]} != expected {[hex(d) for d in want]}"
+                       f" (masks {masks and [hex(m) for m in masks]}) for request "
+                       f"{[hex(d) for d in req]}")
+
+    def _on_doorbell(self, value):
+        f = unpack_fields(value, self._f_db)
+        got = (f["queue"], f["value"], f.get("wide", 0))
+        self.stats["doorbells"] += 1
+        if self.db_head >= len(self.exp_db):
+            self._fail(f"unexpected doorbell {got}")
+            return
+        want = self.exp_db[self.db_head]
+        self.db_head += 1
+        if got != want:
+            self._fail(f"doorbell {got} != expected {want}")
+
+    def _on_qevent(self, value):
+        f = unpack_fields(value, self._f_qev)
+        got = (f["queue"], f["kind"])
+        self.stats["qevents"] += 1
+        if self.qev_head >= len(self.exp_qev):
+            self._fail(f"unexpected queue event {got}")
+        else:
+            want = self.exp_qev[self.qev_head]
+            self.qev_head += 1
+            if got != want:
+                self._fail(f"queue event {got} != expected {want}")
+        self._orig_qev(value)
+
+    # ---------------------------------------------------------------- sending --
+    def _mutate(self, ans):
+        mu = self.mutate
+        self._mut_n += 1
+        if mu == "data":
+            for i, (t, m) in enumerate(ans.tlps):
+                if m and len(t) > 3 and m[3] & 1:
+                    t = list(t)
+                    t[3] ^= 1
+                    ans.tlps[i] = (t, m)
+                    break
+        elif mu == "status" and ans.tlps and self._mut_n % 7 == 0:
+            t, m = ans.tlps[0]
+            ans.tlps[0] = ([t[0], t[1] ^ (1 << 13)] + list(t[2:]), m)
+        elif mu == "drop_cpl" and ans.tlps and self._mut_n % 50 == 0:
+            ans.tlps.pop()
+        elif mu == "extra_cpl" and ans.tlps and self._mut_n % 50 == 0:
+            ans.tlps.append(ans.tlps[-1])
+        elif mu == "drop_db" and ans.doorbells:
+            ans.doorbells.pop()
+        elif mu == "dup_db" and ans.doorbells:
+            ans.doorbells.append(ans.doorbells[-1])
+        elif mu == "qevent" and ans.qevents:
+            ans.qevents.pop()
+
+    async def send(self, dws):
+        ans = self.model.access(dws)
+        if self.mutate:
+            self._mutate(ans)
+        for t, m in ans.tlps:
+            self.exp_tlps.append((t, m, dws))
+        self.exp_db.extend(ans.doorbells)
+        self.exp_qev.extend(ans.qevents)
+        for q, kind in ans.qevents:
+            if kind == 1:
+                self.qreset_pending.add(q)
+        if ans.virtio_reset:
+            self.virtio_reset_pending = True
+            self.qreset_pending.clear()
+        self.stats["tlps"] += 1
+        self.last_tlp.append(dws)
+        if len(self.last_tlp) > 200:
+            del self.last_tlp[:100]
+        self.drv.send(dws)
+        if self.drv.pending > 16:
+            self.drv.low.clear()
+            await with_timeout(self.drv.low.wait(), 200_000, "ns")
+        if self.errors:
+            raise StressError(self.errors[0])
+        return ans
+
+    def next_tag(self):
+        self.tag = (self.tag + 1) & 0x3FF
+        return self.tag
+
+    def mem(self, write, addr, length, fbe, lbe, data=None, *, tc=None, attr=None, ep=0, td=0,
+            fmt64=None, typ=0x00):
+        rng = self.rng
+        tc = rng.randrange(8) if tc is None else tc
+        attr = rng.randrange(8) if attr is None else attr
+        if fmt64 is None:
+            fmt64 = addr >= 1 << 32 or rng.random() < 0.1
+        fmt = (2 if write else 0) | int(fmt64)
+        dws = [_dw0(fmt, typ, length, tc=tc, attr=attr, tag=self.next_tag(), td=td, ep=ep),
+               rng.randrange(1 << 16) << 16 | (self.tag & 0xFF) << 8 | lbe << 4 | fbe]
+        dws += [addr >> 32 & 0xFFFF_FFFF, addr & 0xFFFF_FFFC] if fmt64 else [addr & 0xFFFF_FFFC]
+        if write:
+            dws += list(data)
+        if td:
+            dws.append(rng.randrange(1 << 32))
+        return dws
+
+    def cfg(self, write, reg, fbe=0xF, data=0, *, typ=0x04, fn=0, tc=0, length=1, bus=BUS):
+        dws = [_dw0(2 if write else 0, typ, length, tc=tc, tag=self.next_tag()),
+               self.rng.randrange(1 << 16) << 16 | (self.tag & 0xFF) << 8 | fbe,
+               bus << 24 | DEV << 19 | fn << 16 | (reg << 2 & 0xFFC)]
+        if write:
+            dws.append(data)
+        return dws
+
+    # ---------------------------------------------------------------- random traffic --
+    def rand_be(self, length):
+        rng = self.rng
+        if length == 1:
+            return rng.choice([0xF, 0xF, 0xF, 0x1, 0x3, 0xC, 0x2, 0x4, 0x8, 0x6, 0x0, 0x5, 0xA,
+                               0x9, 0x7, 0xE, 0xB, 0xD]), 0
+        return rng.randrange(1, 16), rng.randrange(1, 16)
+
+    def rand_region_dw(self):
+        """(BAR DW offset, max DWs available to the end of the 4 KiB page)."""
+        rng = self.rng
+        name = rng.choices(["common", "notify", "isr", "device", "msix_table", "msix_pba", "gap"],
+                           [35, 20, 8, 10, 15, 5, 7])[0]
+        if name == "gap":
+            dw = rng.randrange(self.mem_bar_size // 4)
+        else:
+            r = self.regions[name]
+            live = max(1, (r["length"] + 3) // 4 + 2)
+            d = rng.randrange(live) if rng.random() < 0.9 else rng.randrange(r["span"] // 4)
+            mult = self.model.mult
+            if name == "notify" and mult and rng.random() < 0.7:
+                d = rng.randrange(self.nq + 1) * mult // 4      # a queue's doorbell
+            dw = r["offset"] // 4 + d
+        return dw, 1024 - (dw % 1024)
+
+    def common_data(self, dw):
+        """Biased write data for common-config DW ``dw`` (so that the device gets to DRIVER_OK,
+        queues get enabled and reset, and doorbells get delivered)."""
+        rng = self.rng
+        if rng.random() < 0.25:
+            return rng.randrange(1 << 32)
+        q = rng.randrange(self.nq + 1)
+        if dw == 0 or dw == 2:
+            return rng.randrange(5)
+        if dw == 3:
+            return (self.feat >> (32 * self.model.common.gfsel)) & 0xFFFF_FFFF \
+                if self.model.common.gfsel < 4 else rng.randrange(1 << 32)
+        if dw == 4:
+            return rng.choice([0, 1, self.nvec, 0xFFFF]) | rng.randrange(1 << 16) << 16
+        if dw == 5:
+            st = rng.choice([0x01, 0x03, 0x0B, 0x0F, 0x0F, 0x0F, 0x07, 0x8F, 0x4F])
+            return st | q << 16
+        if dw == 6:
+            return (1 << rng.randrange(12)) | rng.randrange(self.nvec + 1) << 16
+        if dw == 7:
+            return 1
+        if dw == 14:
+            return 1 << 16
+        return rng.randrange(1 << 32)
+
+    def notify_data(self):
+        rng = self.rng
+        v = rng.randrange(1 << 32)
+        if self.model.mult == 0 and rng.random() < 0.8:
+            v = (v & 0xFFFF_0000) | rng.randrange(self.nq + 1)
+            v = v | (v & 0xFFFF) << 16 if rng.random() < 0.3 else v
+        return v
+
+    async def valid_mem(self, write):
+        rng = self.rng
+        dw, room = self.rand_region_dw()
+        mps_dw = self.model.env().mps // 4
+        if rng.random() < 0.7:
+            length = 1
+        else:
+            length = rng.randrange(2, 17) if rng.random() < 0.9 else rng.randrange(2, 65)
+        length = min(length, room, mps_dw if write else 1024)
+        if length == 1 and rng.random() < 0.5:
+            fbe, lbe = self.rand_be(1)
+        else:
+            fbe, lbe = self.rand_be(length)
+        base = self.model.bar_base
+        data = None
+        if write:
+            name, d = self.model.region_of(dw)
+            data = []
+            for i in range(length):
+                if name == "common":
+                    data.append(self.common_data(d + i))
+                elif name == "notify":
+                    data.append(self.notify_data())
+                else:
+                    data.append(rng.randrange(1 << 32))
+            self.stats["writes"] += 1
+        else:
+            self.stats["reads"] += 1
+        await self.send(self.mem(write, base + 4 * dw, length, fbe, lbe, data))
+
+    def cfg_dw_choice(self):
+        rng = self.rng
+        if rng.random() < 0.85:
+            dw = rng.randrange(0x40)
+        else:
+            dw = rng.randrange(0x400)
+        return dw
+
+    async def valid_cfg(self, write):
+        rng = self.rng
+        m = self.model
+        skip = {m.cfg.dword_of("pci_cfg_data"), m.cfg.dword_of("mem_bar_lo"),
+                m.cfg.dword_of("mem_bar_hi")}
+        while True:
+            dw = self.cfg_dw_choice()
+            if dw not in skip:
+                break
+        fbe = rng.choice([0xF, 0xF, 0x1, 0x2, 0x4, 0x8, 0x3, 0xC, 0x0, 0x5, 0xA, 0x7])
+        data = rng.randrange(1 << 32)
+        if write:
+            if dw == m.cfg.dword_of("pcie_devctl"):
+                data &= ~(1 << 15)              # FLR only as a deliberate injection
+                if rng.random() < 0.7:
+                    data = (data & ~(7 << 5)) | rng.choice([0, 1, 2]) << 5
+            if dw == m.cfg.dword_of("command") and rng.random() < 0.9:
+                data |= 0x2                     # mostly keep Memory Space enabled
+            if dw == m.cfg.dword_of("msix_control") and rng.random() < 0.5:
+                data &= 0x3FFF_FFFF
+        self.stats["cfg"] += 1
+        await self.send(self.cfg(write, dw, fbe, data))
+        await self._cfg_quiet()
+
+    async def _cfg_quiet(self):
+        """Config writes change what the depacketizer decides for later TLPs (Memory Space
+        Enable, MPS) and error bits are set when a TLP is received, ahead of older operations
+        still in the pipeline: a few harmless TLPs keep such races out of the comparison."""
+        for _ in range(FILLERS):
+            await self.send(self.cfg(False, 0))
+
+    async def bad_tlp(self):
+        rng = self.rng
+        m = self.model
+        base = m.bar_base
+        dw, room = self.rand_region_dw()
+        addr = base + 4 * dw
+        mps = m.env().mps
+        self.stats["bad"] += 1
+        k = rng.randrange(19)
+        if k == 0:      # outside the BAR
+            out = (base + m.bar_size + 4 * rng.randrange(1 << 16)) if rng.random() < 0.5 else \
+                (base - 4 * rng.randrange(1, 1 << 16)) % (1 << 64)
+            w = rng.random() < 0.5
+            n = rng.randrange(1, 5)
+            await self.send(self.mem(w, out, n, *self.rand_be(n),
+                                     [rng.randrange(1 << 32) for _ in range(n)]))
+        elif k == 1:    # length against payload
+            n = rng.randrange(1, 5)
+            d = self.mem(True, addr, n, *self.rand_be(n), [rng.randrange(1 << 32) for _ in range(n)])
+            if rng.random() < 0.5:
+                d.append(rng.randrange(1 << 32))
+            else:
+                d.pop()
+            await self.send(d)
+        elif k == 2:    # read carrying payload
+            d = self.mem(False, addr, 1, 0xF, 0)
+            d.append(rng.randrange(1 << 32))
+            await self.send(d)
+        elif k == 3:    # byte-enable rules
+            n = rng.randrange(1, 4)
+            if n == 1:
+                fbe, lbe = rng.randrange(16), rng.randrange(1, 16)
+            else:
+                fbe, lbe = rng.choice([(0, rng.randrange(16)), (rng.randrange(1, 16), 0)])
+            w = rng.random() < 0.5
+            await self.send(self.mem(w, addr, n, fbe, lbe, [0] * n))
+        elif k == 4:    # 4 KiB crossing
+            pg = (addr & ~0xFFF) + 0xFFC - 4 * rng.randrange(4)
+            n = rng.randrange(6, 10)
+            w = rng.random() < 0.5
+            await self.send(self.mem(w, pg, n, 0xF, 0xF, [0] * n))
+        elif k == 5:    # payload above MPS
+            n = min(1024, mps // 4 + rng.randrange(1, 5))
+            a = addr & ~0xFFF
+            await self.send(self.mem(True, a, n, 0xF, 0xF, [rng.randrange(1 << 32) for _ in range(n)]))
+        elif k == 6:    # undefined fmt/type
+            while True:
+                fmt, typ = rng.randrange(4), rng.randrange(32)
+                if classify(fmt, typ) is None:
+                    break
+            hdr = 4 if fmt & 1 else 3
+            d = [_dw0(fmt, typ, 1, tag=self.next_tag())] + [rng.randrange(1 << 32) for _ in range(hdr - 1)]
+            if fmt & 2:
+                d.append(rng.randrange(1 << 32))
+            await self.send(d)
+        elif k == 7:    # TLP prefix
+            d = [0x4 << 29 | rng.randrange(1 << 24)] + self.mem(False, addr, 1, 0xF, 0)
+            await self.send(d)
+        elif k == 8:    # poisoned memory write (claimed: dropped, non-fatal)
+            n = rng.randrange(1, 3)
+            await self.send(self.mem(True, addr, n, *self.rand_be(n), [0x1] * n, ep=1))
+        elif k == 9:    # poisoned config write: UR completion, the register keeps its value
+            await self.send(self._ep(self.cfg(True, rng.randrange(0x40), 0xF, rng.randrange(1 << 32))))
+            await self._cfg_quiet()
+        elif k == 10:   # type 1 config / other function
+            w = rng.random() < 0.5
+            if rng.random() < 0.5:
+                d = self.cfg(w, rng.randrange(0x40), 0xF, 0, typ=0x05)
+            else:
+                d = self.cfg(w, rng.randrange(0x40), 0xF, 0, fn=rng.randrange(1, 8))
+            await self.send(d)
+            await self._cfg_quiet()
+        elif k == 11:   # I/O request (no I/O BAR)
+            w = rng.random() < 0.5
+            d = [_dw0(2 if w else 0, 0x02, 1, tag=self.next_tag()),
+                 rng.randrange(1 << 16) << 16 | (self.tag & 0xFF) << 8 | 0xF,
+                 rng.randrange(1 << 16) << 2]
+            if w:
+                d.append(rng.randrange(1 << 32))
+            await self.send(d)
+        elif k == 12:   # locked read
+            await self.send(self.mem(False, addr, 1, 0xF, 0, typ=0x01))
+        elif k == 13:   # messages
+            code = rng.randrange(256)
+            r = rng.randrange(8)
+            if rng.random() < 0.5:
+                d = [_dw0(0b001, 0x10 | r, 0), rng.randrange(1 << 16) << 16 | code,
+                     rng.randrange(1 << 32), rng.randrange(1 << 32)]
+            else:
+                d = [_dw0(0b011, 0x10 | r, 1), rng.randrange(1 << 16) << 16 | code,
+                     rng.randrange(1 << 32), rng.randrange(1 << 32), rng.randrange(1 << 32)]
+            await self.send(d)
+        elif k == 14:   # unexpected completion
+            data = rng.random() < 0.5
+            d = [_dw0(0b010 if data else 0, 0x0A, 1), rng.randrange(1 << 32), rng.randrange(1 << 32)]
+            if data:
+                d.append(rng.randrange(1 << 32))
+            await self.send(d)
+        elif k == 15:   # atomics
+            typ = rng.choice([0x0C, 0x0D, 0x0E])
+            n = rng.choice([1, 2, 4, 8])
+            await self.send(self.mem(True, addr & ~0x1F, n, 0xF, 0xF if n > 1 else 0,
+                                     [rng.randrange(1 << 32) for _ in range(n)], typ=typ))
+        elif k == 16:   # config with length != 1 or TC != 0
+            if rng.random() < 0.5:
+                d = self.cfg(False, 0, tc=rng.randrange(1, 8))
+            else:
+                d = self.cfg(False, 0, length=2)
+            await self.send(d)
+            await self._cfg_quiet()
+        elif k == 17:   # valid read with a digest (TD)
+            await self.send(self.mem(False, addr, 1, 0xF, 0, td=1))
+        else:           # broken frames
+            await self.broken_frame(addr)
+
+    async def broken_frame(self, addr):
+        """A TLP cut short by the next ``first`` beat, or a fragment without ``first``."""
+        rng = self.rng
+        w = self.width
+        lanes = w // 32
+        if rng.random() < 0.5:
+            n = lanes + rng.randrange(1, 2 * lanes)          # at least two beats
+            beats = dws_to_beats(self.mem(True, addr & ~0xFFF, n, 0xF, 0xF,
+                                          [rng.randrange(1 << 32) for _ in range(n)]), w)
+            cut = beats[:rng.randrange(1, len(beats))]
+            cut[-1] = cut[-1][:3] + (0,)
+        else:
+            nb = rng.randrange(1, 3)
+            cut = [(rng.randrange(1 << w), (1 << rng.randrange(1, lanes + 1)) - 1, 0, int(i == nb - 1))
+                   for i in range(nb)]
+        self.model.broken_frame()
+        self.stats["tlps"] += 1
+        self.drv.send_beats(cut)
+        if not cut[-1][3]:
+            # the cut must come from a new `first` beat: beats without `first` right after it
+            # would continue the open TLP (a well-formed TLP again when the lengths add up)
+            await self.send(self.cfg(False, 0))
+
+    @staticmethod
+    def _ep(d):
+        d[0] |= 1 << 14
+        return d
+
+    # ---------------------------------------------------------------- sequences --
+    async def driver_init(self):
+        """A well-behaved driver init sequence (through the checked path): FEATURES_OK, queues
+        enabled, DRIVER_OK, so that doorbells and queue resets get exercised."""
+        base = self.model.bar_base + self.regions["common"]["offset"]
+
+        async def wr(dw, v, be=0xF):
+            await self.send(self.mem(True, base + 4 * dw, 1, be, 0, [v], fmt64=None))
+
+        await wr(5, 0x03, 0x1)
+        for sel in range(4):
+            await wr(2, sel)
+            await wr(3, (self.feat >> (32 * sel)) & 0xFFFF_FFFF)
+        await wr(5, 0x0B, 0x1)
+        for q in range(self.nq):
+            await wr(5, q << 16, 0xC)
+            if self.rng.random() < 0.8:
+                await wr(7, 1, 0x3)
+        await wr(5, 0x0F, 0x1)
+
+    async def setup(self):
+        """Program the BAR and Memory Space Enable (after conventional reset / FLR)."""
+        m = self.model
+        big = self.rng.random() < 0.5
+        base = (0x0000_0040_0000_0000 if big else 0xC000_0000) + \
+            self.rng.randrange(16) * m.bar_size
+        await self.send(self.cfg(False, 0))
+        await self.send(self.cfg(True, m.cfg.dword_of("mem_bar_lo"), 0xF, base & 0xFFFF_FFFF))
+        await self.send(self.cfg(True, m.cfg.dword_of("mem_bar_hi"), 0xF, base >> 32))
+        await self.send(self.cfg(True, m.cfg.dword_of("command"), 0x3, 0x0006))
+        await self._cfg_quiet()
+        if m.bar_base != base:
+            raise StressError(f"model BAR {m.bar_base:#x} after programming {base:#x}")
+
+    async def quiesce(self, check=True):
+        """Wait until every request was accepted and answered and every doorbell / queue event
+        the model expects arrived; fail when something is missing or extra."""
+        t0 = get_sim_time("ns")
+        await with_timeout(self.drv.idle.wait(), 400_000, "ns")
+        limit = 4000
+        while limit:
+            if (self.exp_head == len(self.exp_tlps) and self.db_head == len(self.exp_db)
+                    and self.qev_head == len(self.exp_qev)):
+                break
+            await ClockCycles(self.dut.clk, 8)
+            limit -= 1
+        await ClockCycles(self.dut.clk, 16)
+        if self.exp_head != len(self.exp_tlps):
+            w, _, req = self.exp_tlps[self.exp_head]
+            self._fail(f"{len(self.exp_tlps) - self.exp_head} expected upstream TLPs missing "
+                       f"since {t0} ns; first {[hex(x) for x in w]} for {[hex(x) for x in req]}")
+        if self.db_head != len(self.exp_db):
+            self._fail(f"doorbells missing: {self.exp_db[self.db_head:][:8]}")
+        if self.qev_head != len(self.exp_qev):
+            self._fail(f"queue events missing: {self.exp_qev[self.qev_head:][:8]}")
+        # compact the expectation lists
+        del self.exp_tlps[:self.exp_head]
+        self.exp_head = 0
+        del self.exp_db[:self.db_head]
+        self.db_head = 0
+        del self.exp_qev[:self.qev_head]
+        self.qev_head = 0
+        if check:
+            self.check_outputs()
+        self.stats["syncs"] += 1
+        if self.errors:
+            raise StressError(self.errors[0])
+
+    def check_outputs(self):
+        c = self.model.common
+        d = self.dut
+        rr = int(d.reset_req.value)
+        if rr != int(c.resetting):
+            self._fail(f"reset_req {rr}, model resetting {c.resetting}")
+        dok = int(d.driver_ok.value)
+        want = int(bool(c.status & 0x04) and not c.resetting)
+        if dok != want:
+            self._fail(f"driver_ok {dok}, model {want}")
+        fok = int(d.features_ok.value)
+        if not c.resetting and fok != int(bool(c.status & 0x08)):
+            self._fail(f"features_ok {fok}, model status {c.status:#x}")
+        if not c.resetting and int(d.device_status.value) != c.status:
+            self._fail(f"device_status {int(d.device_status.value):#x}, model {c.status:#x}")
+
+    def sweep(self):
+        """New idle / back-pressure probabilities for every stream (a sweep over the run)."""
+        rng = self.rng
+        self.drv.rx_idle = rng.choice([0.0, 0.0, 0.1, 0.3, 0.7])
+        self.drv.tx_stall = rng.choice([0.0, 0.0, 0.2, 0.5, 0.9])
+        self.be.doorbell_sink.stall = rng.choice([0.0, 0.2, 0.6, 0.95])
+        self.be.qevent_sink.stall = rng.choice([0.0, 0.3, 0.9])
+
+    async def error_status_check(self):
+        """Read the error status bits (PCI Status, PCIe Device Status) through the checked path
+        and, now and then, clear them (write 1 to clear)."""
+        m = self.model
+        st, dev = m.cfg.dword_of("status"), m.cfg.dword_of("pcie_devsta")
+        await self.send(self.cfg(False, st))
+        await self.send(self.cfg(False, dev))
+        if self.rng.random() < 0.5:
+            await self.send(self.cfg(True, st, 0xC, 0xF900_0000))
+            await self.send(self.cfg(True, dev, 0x4, 0x000F_0000))
+        await self._cfg_quiet()
+
+    async def sync_point(self):
+        """Drain, then let the back-end complete what it was asked for (virtio reset, queue
+        resets) at a point unrelated to when it was asked; new stream sweep point."""
+        await self.quiesce()
+        self.sweep()
+        await self.error_status_check()
+        if self.virtio_reset_pending:
+            await self.be.ack_reset()
+            await ClockCycles(self.dut.clk, 4)
+            self.model.virtio_reset_done()
+            self.virtio_reset_pending = False
+            self.stats["virtio_resets"] += 1
+            self.qreset_pending.clear()
+        for q in sorted(self.qreset_pending):
+            if self.rng.random() < 0.7:
+                self.be.complete_qreset(q)
+                await self.be.qreset_src.idle.wait()
+                await ClockCycles(self.dut.clk, 4)
+                self.model.qreset_done(q)
+                self.qreset_pending.discard(q)
+                self.stats["qresets"] += 1
+        self.check_outputs()
+
+    async def flr(self):
+        await self.quiesce()
+        m = self.model
+        dw = m.cfg.dword_of("pcie_devctl")
+        cur = m.cfg.read(dw)
+        ans = await self.send(self.cfg(True, dw, 0x2, cur | 1 << 15))
+        if not ans.flr:
+            raise StressError("the model did not see the FLR request")
+        await self.quiesce(check=False)
+        await ClockCycles(self.dut.clk, 8)
+        m.reset(conventional=False)
+        self.virtio_reset_pending = False
+        self.qreset_pending.clear()
+        self.be._pending_qresets.clear()
+        self.stats["flr"] += 1
+        await self.setup()
+
+    async def conventional_reset(self):
+        await self.quiesce()
+        self.dut.rst.value = 1
+        await ClockCycles(self.dut.clk, self.rng.randrange(1, 8))
+        self.dut.rst.value = 0
+        await ClockCycles(self.dut.clk, 2)
+        self.model.reset(conventional=True)
+        self.virtio_reset_pending = False
+        self.qreset_pending.clear()
+        self.be._pending_qresets.clear()
+        self.stats["rst"] += 1
+        await self.setup()
+
+    # ---------------------------------------------------------------- main --
+    async def run(self):
+        dut = self.dut
+        Clock(dut.clk, CLK_PERIOD_NS, unit="ns").start()
+        dut.rst.value = 1
+        await ClockCycles(dut.clk, 8)
+        dut.rst.value = 0
+        await ClockCycles(dut.clk, 2)
+        wall0 = time.time()
+        rng = self.rng
+        await self.setup()
+        await self.driver_init()
+        next_sync = rng.randrange(50, 400)
+        while self.stats["tlps"] < self.count:
+            r = rng.random()
+            if r < 0.34:
+                await self.valid_mem(False)
+            elif r < 0.78:
+                await self.valid_mem(True)
+            elif r < 0.84:
+                await self.valid_cfg(rng.random() < 0.5)
+            elif r < 0.95:
+                await self.bad_tlp()
+            elif r < 0.951:
+                await self.driver_init()
+            elif r < 0.9513:
+                # virtio reset under load: device_status 0, acknowledged at a later sync point
+                base = self.model.bar_base + self.regions["common"]["offset"]
+                await self.send(self.mem(True, base + 20, 1, 0x1, 0, [0]))
+            elif r < 0.95145:
+                await self.flr()
+            elif r < 0.95152:
+                await self.conventional_reset()
+            if self.stats["tlps"] >= next_sync:
+                await self.sync_point()
+                next_sync = self.stats["tlps"] + rng.randrange(50, 600)
+                if not self.model.common.status & 0x04 and rng.random() < 0.3:
+                    await self.driver_init()
+        await self.sync_point()
+        await self.quiesce()
+        wall = time.time() - wall0
+        self.stats["wall_s"] = round(wall, 1)
+        self.stats["tlps_per_s"] = round(self.stats["tlps"] / wall) if wall else 0
+        self.stats["sim_ns"] = get_sim_time("ns")
+        if self.drv.errors:
+            raise StressError(f"{self.drv.errors[0]} (seed {self.seed})")
+        if self.errors:
+            raise StressError(self.errors[0])
+        return self.stats
