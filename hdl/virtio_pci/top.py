@@ -108,8 +108,12 @@ class VirtioPciEndpoint(wiring.Component):
         msix = MsixTable(p, dispatch.bus("msix_table").signature.addr_width,
                          dispatch.bus("msix_pba").signature.addr_width)
         for name, blk in (("cfg", cfg), ("window", window), ("common", common), ("isr", isr),
-                          ("notify", notify), ("device", dport), ("msix", msix)):
+                          ("device", dport), ("msix", msix)):
             m.submodules[name] = fr(blk)
+        # Notify holds no state but its doorbell output register: it stays out of the FLR reset so
+        # that a doorbell already offered to the back-end is not withdrawn (stream rules); the
+        # back-end sees ``flr`` and may discard it.
+        m.submodules.notify = notify
 
         connect(m, flipped(self.rx), depkt.rx)
         connect(m, depkt.op, window.i)
@@ -227,9 +231,9 @@ class VirtioPciEndpoint(wiring.Component):
         """Simulation assertions (``params.assertions``, hdl/virtio_pci/checks.py)."""
         from .checks import completion_tracker, stream_rules
         stream_rules(m, "tx", self.tx.valid, self.tx.ready, self.tx.payload)
-        # doorbell / queue-event producers are under the FLR reset, which may withdraw an offer
+        # the queue-event producer (common cfg) is under the FLR reset, which may withdraw an offer
         stream_rules(m, "doorbell", self.doorbell.valid, self.doorbell.ready,
-                     self.doorbell.payload, abort=flr_rst)
+                     self.doorbell.payload)
         stream_rules(m, "qevent", self.qevent.valid, self.qevent.ready, self.qevent.payload,
                      abort=flr_rst)
         op = dispatch.op
