@@ -29,6 +29,8 @@ from cocotb.utils import get_sim_time
 __all__ = ["VirtioPciDriver", "VirtQueue", "Transcript", "Status", "COMMON", "NO_VECTOR",
            "DriverError", "FeaturesRefused", "CfgType", "F"]
 
+from tb.pcispec import CfgType  # noqa: E402  (one table of cfg_type values in the testbench)
+
 NO_VECTOR = 0xFFFF
 
 
@@ -39,16 +41,6 @@ class Status:
     FEATURES_OK = 0x08
     DEVICE_NEEDS_RESET = 0x40
     FAILED = 0x80
-
-
-class CfgType:
-    COMMON = 1
-    NOTIFY = 2
-    ISR = 3
-    DEVICE = 4
-    PCI_CFG = 5
-    SHARED_MEMORY = 8
-    VENDOR = 9
 
 
 CFG_TYPE_NAMES = {1: "common", 2: "notify", 3: "isr", 4: "device", 5: "pci_cfg", 8: "shm",
