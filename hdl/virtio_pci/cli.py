@@ -72,7 +72,7 @@ def describe(params, name="virtio_pci_ep"):
                 "subsystem_id": params.subsystem_device_id},
         "ports": ports,
         "bars": [b for b in [
-            {"index": 0, "kind": "io", "size": params.io_bar_size} if params.transitional else None,
+            {"index": 0, "kind": "io", "size": params.io_bar_size} if params.has_io_bar else None,
             {"index": params.mem_bar, "kind": "mem64", "prefetchable": False,
              "size": params.mem_bar_size},
         ] if b],

@@ -99,8 +99,12 @@ class VirtioPciParams:
     #: Max_Payload_Size supported, bytes (128..4096)
     max_payload_supported: int = 256
     transitional: bool = False
-    #: size of the legacy I/O BAR0 (transitional devices only)
+    #: size of the legacy I/O BAR0 (transitional devices and ``legacy_guard``); a transitional
+    #: device's legacy header (24 bytes with MSI-X) and device configuration must fit in it
     io_bar_size: int = 0x40
+    #: non-transitional device with an I/O BAR0 that mutes every BAR when a (buggy) legacy
+    #: driver writes 0 to its legacy status register (VIRTIO 1.3 4.1.4.11, NTL-01)
+    legacy_guard: bool = False
     vendor_id: int = 0x1AF4
     #: "regfile": the built-in device-config register file; "external": request/response port
     device_cfg_backend: str = "regfile"
@@ -147,8 +151,15 @@ class VirtioPciParams:
             raise ValueError(f"max payload supported must be a power of two in 128..4096, not {self.max_payload_supported!r}")
         if not self.transitional and self.subsystem_id < 0x40:
             raise ValueError(f"a non-transitional device should have subsystem id >= 0x40 (PCI-07), not {self.subsystem_id:#x}")
-        if self.transitional and self.io_bar_size not in (0x20, 0x40, 0x80, 0x100):
+        if self.has_io_bar and self.io_bar_size not in (0x20, 0x40, 0x80, 0x100):
             raise ValueError(f"I/O BAR size must be 32..256 bytes, not {self.io_bar_size!r}")
+        if self.transitional and 24 + self.device_cfg_size > self.io_bar_size:
+            raise ValueError(f"the legacy header (24 bytes with MSI-X) and {self.device_cfg_size} bytes of "
+                             f"device configuration do not fit in an I/O BAR of {self.io_bar_size} bytes (LEG-03)")
+        if self.legacy_guard and self.transitional:
+            raise ValueError("legacy_guard is for non-transitional devices (a transitional one has the legacy header)")
+        if self.legacy_guard and self.mem_bar == 0:
+            raise ValueError("legacy_guard puts an I/O BAR in BAR0: choose mem_bar 2 or 4")
         for name, what in (("vendor_id", "vendor ID"), ("subsystem_vendor_id", "subsystem vendor ID"),
                            ("subsystem_id", "subsystem ID")):
             if not 0 <= getattr(self, name) <= 0xFFFF:
@@ -165,6 +176,10 @@ class VirtioPciParams:
         if self.transitional:
             return TRANSITIONAL_IDS[self.device_type]
         return 0x1040 + self.device_type
+
+    @property
+    def has_io_bar(self):
+        return self.transitional or self.legacy_guard
 
     @property
     def revision_id(self):

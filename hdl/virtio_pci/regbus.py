@@ -37,3 +37,21 @@ def byte_mask(be):
     """32-bit mask with the bytes enabled by the 4-bit ``be``."""
     from amaranth.hdl import Cat
     return Cat(*(be[i].replicate(8) for i in range(4)))
+
+
+def regbus_mux(m, slave, *masters):
+    """Share the register bus ``slave`` between ``masters`` that are never active in the same
+    cycle (the request pipeline makes one access at a time).  Narrower master addresses are zero
+    extended; every master sees the slave's ``ready`` and ``rdata`` (a master only looks at them
+    after its own access)."""
+    from amaranth.hdl import Mux
+    for f in ("write", "addr", "be", "wdata"):
+        v = getattr(masters[-1], f)
+        for b in reversed(masters[:-1]):
+            v = Mux(b.en, getattr(b, f), v)
+        m.d.comb += getattr(slave, f).eq(v)
+    en = 0
+    for b in masters:
+        en = en | b.en
+        m.d.comb += [b.ready.eq(slave.ready), b.rdata.eq(slave.rdata)]
+    m.d.comb += slave.en.eq(en)

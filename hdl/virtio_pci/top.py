@@ -3,6 +3,11 @@
 rx -> Depacketizer -> PciCfgWindow -> Dispatcher -> {ConfigSpace, CommonCfg, Isr, device config,
 Notify, MSI-X table/PBA} -> BeatPacker -> TxArbiter -> tx.
 
+Transitional devices (``params.transitional``) add the legacy header in I/O BAR0
+(``virtio/legacy.py``), which reaches common cfg, ISR, notify and the device configuration through
+the same register blocks as the modern interface (``regbus_mux``).  ``legacy_guard`` adds the
+NTL-01 I/O BAR0 of a non-transitional device instead.
+
 Function Level Reset (PCIe capability Initiate FLR) returns the configuration space and all
 virtio state to reset values the cycle after the CfgWr that asked for it; that CfgWr's own
 completion is already in the pipeline and still leaves.  The back-end sees ``flr`` for one cycle.
@@ -20,9 +25,11 @@ from .tlp.dispatcher import Dispatcher, Target
 from .tlp.layouts import Space, tlp_stream
 from .tlp.packer import BeatPacker
 from .tlp.tx_arbiter import TxArbiter
+from .regbus import regbus_mux
 from .virtio.common_cfg import CommonCfg, QueueEvent, QueueRow
 from .virtio.device_cfg import DcfgRequest, DcfgUpdate, DeviceCfgPort, DeviceCfgRegFile
 from .virtio.isr import Isr
+from .virtio.legacy import LegacyGuard, LegacyHeader
 from .virtio.notify import Doorbell, Notify
 from .virtio.pci_cfg_window import PciCfgWindow
 
@@ -46,6 +53,8 @@ class VirtioPciEndpoint(wiring.Component):
       config_changed  In pulse (external device-config back-ends; the register file makes its own).
       dcfg_req/dcfg_resp (external) or dcfg_update (register file): device configuration.
       flr             Out pulse: a Function Level Reset started.
+      legacy          Out: the driver negotiated through the legacy header (transitional devices,
+                      LEG-06): no VERSION_1, legacy ring layout and guest-native device config.
     """
 
     def __init__(self, params=None):
@@ -71,6 +80,7 @@ class VirtioPciEndpoint(wiring.Component):
             "irq": In(stream.Signature(IrqRequest)),
             "config_changed": In(1),
             "flr": Out(1),
+            "legacy": Out(1),
             "err_malformed": Out(1),
             "err_ur": Out(1),
             "err_unexpected_cpl": Out(1),
@@ -87,6 +97,8 @@ class VirtioPciEndpoint(wiring.Component):
         out = [Target("cfg", Space.CFG, 0, 1024)]
         for r in p.regions.values():
             out.append(Target(r.name, Space.MEM, r.offset // 4, r.span // 4))
+        if p.has_io_bar:
+            out.append(Target("legacy", Space.IO, 0, p.io_bar_size // 4))
         return out
 
     def elaborate(self, platform):
@@ -122,10 +134,29 @@ class VirtioPciEndpoint(wiring.Component):
         connect(m, packer.tx, arbiter.src0)
         connect(m, arbiter.tx, flipped(self.tx))
         connect(m, dispatch.bus("cfg"), cfg.bus)
-        connect(m, dispatch.bus("common"), common.bus)
-        connect(m, dispatch.bus("isr"), isr.bus)
-        connect(m, dispatch.bus("notify"), notify.bus)
-        connect(m, dispatch.bus("device"), dport.bus)
+        dev_write_enable = common.features_ok
+        if p.transitional:
+            legacy = LegacyHeader(dispatch.bus("legacy").signature.addr_width, notify.addr_width)
+            m.submodules.legacy = fr(legacy)
+            connect(m, dispatch.bus("legacy"), legacy.bus)
+            regbus_mux(m, common.bus, dispatch.bus("common"), legacy.common)
+            regbus_mux(m, isr.bus, dispatch.bus("isr"), legacy.isr)
+            regbus_mux(m, notify.bus, dispatch.bus("notify"), legacy.notify)
+            regbus_mux(m, dport.bus, dispatch.bus("device"), legacy.device)
+            m.d.comb += [legacy.msix_enable.eq(cfg.msix_enable), legacy.resetting.eq(common.reset_req),
+                         notify.legacy_live.eq(common.legacy_live)]
+            # a transitional device accepts device-config writes before the feature step (LEG-07)
+            dev_write_enable = common.features_ok | legacy.device_access
+        else:
+            connect(m, dispatch.bus("common"), common.bus)
+            connect(m, dispatch.bus("isr"), isr.bus)
+            connect(m, dispatch.bus("notify"), notify.bus)
+            connect(m, dispatch.bus("device"), dport.bus)
+            if p.legacy_guard:
+                m.submodules.legacy_guard = guard = fr(LegacyGuard(
+                    dispatch.bus("legacy").signature.addr_width))
+                connect(m, dispatch.bus("legacy"), guard.bus)
+                m.d.comb += dispatch.mute.eq(guard.mute)
         connect(m, dispatch.bus("msix_table"), msix.table)
         connect(m, dispatch.bus("msix_pba"), msix.pba)
 
@@ -188,7 +219,8 @@ class VirtioPciEndpoint(wiring.Component):
             window.cap_length.eq(cfg.pci_cfg_length),
             notify.queue_enabled.eq(common.queue_enabled),
             notify.driver_ok.eq(common.driver_ok),
-            dport.write_enable.eq(common.features_ok),
+            dport.write_enable.eq(dev_write_enable),
+            self.legacy.eq(common.legacy),
             common.qrd_addr.eq(self.qrd_addr),
             self.qrd_data.eq(common.qrd_data),
             self.qrd_exists.eq(common.qrd_exists),

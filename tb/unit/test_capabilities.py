@@ -23,7 +23,7 @@ PARAMS = {
                                       msix_vectors=2),
     "net-transitional": VirtioPciParams(transitional=True, mem_bar=2, io_bar_size=0x80),
     "blk-transitional-bar4": VirtioPciParams(device_type=2, transitional=True, mem_bar=4,
-                                             device_cfg_size=0x3C),
+                                             device_cfg_size=0x3C, io_bar_size=0x80),
 }
 
 

@@ -153,7 +153,7 @@ def build_config_image(p):
     # ---- type-0 header --------------------------------------------------------------------
     img.put(0x00, 2, p.vendor_id, name="vendor_id")
     img.put(0x02, 2, p.device_id, name="device_id")
-    img.put(0x04, 2, 0, rw=CMD_IO * p.transitional | CMD_MEM | CMD_BME | CMD_PERR | CMD_SERR
+    img.put(0x04, 2, 0, rw=CMD_IO * p.has_io_bar | CMD_MEM | CMD_BME | CMD_PERR | CMD_SERR
             | CMD_INTX_DISABLE, name="command")
     img.put(0x06, 2, STS_CAP_LIST, rw1c=STS_RW1C, name="status")
     img.name_field("status_int", 0x06, 1, lsb=3)
@@ -167,7 +167,7 @@ def build_config_image(p):
     mem_off = 0x10 + 4 * p.mem_bar
     img.put(mem_off, 4, 0b100, rw=(0xFFFF_FFFF << bar_bits) & 0xFFFF_FFFF, name="mem_bar_lo")
     img.put(mem_off + 4, 4, 0, rw=0xFFFF_FFFF, name="mem_bar_hi")
-    if p.transitional:
+    if p.has_io_bar:
         io_bits = (p.io_bar_size - 1).bit_length()
         img.put(0x10, 4, 0b1, rw=(0xFFFF_FFFF << io_bits) & 0xFFFF_FFFF, name="io_bar")
     img.put(0x2C, 2, p.subsystem_vendor_id, name="subsystem_vendor_id")

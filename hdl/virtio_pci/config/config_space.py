@@ -137,7 +137,7 @@ class ConfigSpace(wiring.Component):
             self.pci_cfg_length.eq(fld("pci_cfg_length")),
             self.pci_cfg_data.eq(fld("pci_cfg_data")),
         ]
-        if p.transitional:
+        if p.has_io_bar:
             io_bits = (p.io_bar_size - 1).bit_length()
             m.d.comb += self.io_bar_base.eq(Cat(Const(0, io_bits), fld("io_bar")[io_bits:]))
         return m

@@ -72,7 +72,7 @@ class Depacketizer(wiring.Component):
          after its last beat.
     mem_bar_base : 64-bit base address of the memory BAR (from config space).
     mem_enable, io_enable : Command register Memory/I/O Space enables.
-    io_bar_base : 32-bit base of the I/O BAR (transitional devices).
+    io_bar_base : 32-bit base of the I/O BAR (transitional devices, ``legacy_guard``).
     mps : Device Control Max_Payload_Size code (0 = 128 bytes).
     completer_id : the bus/device number captured from the last CfgRd0/CfgWr0 (function 0).
     err_* : one-cycle pulses per dropped or refused TLP, for error reporting and counters
@@ -210,7 +210,7 @@ class Depacketizer(wiring.Component):
         m.d.comb += bar_hit.eq(self.mem_enable
                                & (addr[self._bar_bits:] == self.mem_bar_base[self._bar_bits:]))
         io_hit = Signal()
-        if p.transitional:
+        if p.has_io_bar:
             m.d.comb += io_hit.eq(self.io_enable
                                   & (addr[self._io_bits:32] == self.io_bar_base[self._io_bits:32])
                                   & ~is4)

@@ -8,7 +8,8 @@ Two pipeline stages:
 * S1 is the operation register of the depacketizer.  Its address is decoded to one target (the
   configuration space, one structure of the memory BAR, or the I/O BAR); the access is made on
   that target's register bus when the target is ready and S2 has room.  Addresses inside the BAR
-  that no structure covers read 0 and ignore writes.
+  that no structure covers read 0 and ignore writes.  While ``mute`` is high (NTL-01) every BAR
+  access is treated that way; configuration space is unaffected.
 * S2 holds the operation whose read data comes back from the target; it hands the completion
   header and data to the beat packer as one chunk.
 
@@ -21,7 +22,7 @@ from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..regbus import RegBusSignature
-from .layouts import CplDW1, CplDW2, FmtType, HdrDW0, OpLayout
+from .layouts import CplDW1, CplDW2, FmtType, HdrDW0, OpLayout, Space
 from .packer import ChunkLayout
 
 __all__ = ["Dispatcher", "Target"]
@@ -54,6 +55,7 @@ class Dispatcher(wiring.Component):
             "op": In(stream.Signature(OpLayout(op_addr_width))),
             "chunk": Out(stream.Signature(ChunkLayout)),
             "completer_id": In(16),
+            "mute": In(1),
         }
         for t in self._targets:
             members[f"t_{t.name}"] = Out(RegBusSignature(t.addr_width))
@@ -73,7 +75,9 @@ class Dispatcher(wiring.Component):
         for i, t in enumerate(self._targets):
             lo = t.base
             bits = (t.span - 1).bit_length()
-            m.d.comb += hit[i].eq((o.space == t.space) & ((o.addr >> bits) == (lo >> bits)))
+            muted = self.mute if t.space != Space.CFG else Const(0, 1)
+            m.d.comb += hit[i].eq((o.space == t.space) & ((o.addr >> bits) == (lo >> bits))
+                                  & ~muted)
         tgt_ready = Signal()
         m.d.comb += tgt_ready.eq(1)
         for i, t in enumerate(self._targets):

@@ -28,6 +28,25 @@ The 64-byte 1.3 layout at spec offsets.  Decisions where the specification leave
 * Interrupt requests are checked here (``irq_allowed``): none before DRIVER_OK or during a device
   reset, used-buffer notifications only for an enabled queue that is not being reset.
 * Vector fields accept vectors below the MSI-X table size; anything else stores NO_VECTOR.
+
+Transitional devices (``params.transitional``) also answer the legacy header's view of the same
+state (bus DW addresses with bit 10 set, routed here by ``legacy.py``; VIRTIO 1.3 4.1.4.10, 2.7.2):
+
+* Host features are device feature bits 0-31 with ANY_LAYOUT added (LEG-09).  A guest-features
+  write, accepted until FEATURES_OK or DRIVER_OK is set, stores the bits also offered (the rest
+  read back 0, so the UNUSED bit 30 changes nothing), clears driver feature bits 32-127 (LEG-04) and
+  marks the driver legacy (``legacy``, LEG-06): its features are in force at once (there is no
+  FEATURES_OK step), doorbells and used-buffer notifications are allowed before DRIVER_OK
+  (LEG-08).  A modern driver whose FEATURES_OK is accepted (it needs VERSION_1) clears ``legacy``.
+* Queue address: a non-zero page frame number enables the selected queue with the legacy ring
+  layout of its (maximum) size (LEG-10): descriptors at PFN*4096, the driver area right after the
+  16*size bytes of descriptors, the device area at the next 4096 boundary after the driver area's
+  6+2*size bytes; a queue event ENABLE follows as for ``queue_enable``.  0 on an enabled queue
+  resets it (queue event RESET, completed by ``qreset_done``, as the modern ``queue_reset``); a
+  PFN written to an enabled queue is ignored.  Reads give the PFN of an enabled queue, else 0.
+* Queue size is read only (the maximum, or the size a modern driver set); queue select, the
+  status (no FEATURES_OK in legacy: bit 3 is kept as it is, 0 resets as in the modern register),
+  and the two MSI-X vector fields share the modern registers.
 """
 from amaranth.hdl import Cat, Const, Module, Mux, Signal, unsigned
 from amaranth.lib import data, memory, stream, wiring, enum
@@ -110,7 +129,9 @@ class CommonCfg(wiring.Component):
         self._p = params
         nq = params.num_queues
         super().__init__({
-            "bus": In(RegBusSignature(10)),
+            "bus": In(RegBusSignature(11 if params.transitional else 10)),
+            "legacy": Out(1),
+            "legacy_live": Out(1),
             "device_status": Out(8),
             "features_ok": Out(1),
             "driver_ok": Out(1),
@@ -157,9 +178,11 @@ class CommonCfg(wiring.Component):
         q_exists = Signal(nq)      # row written since reset (else it reads reset values)
         q_enable = Signal(nq)
         q_reset = Signal(nq)
+        legacy = Signal()          # the driver negotiated through the legacy header (LEG-06)
+        legacy_host = feat[0] | (1 << Feature.ANY_LAYOUT) if p.transitional else feat[0]
 
         negotiated = Signal(128)
-        m.d.comb += negotiated.eq(Mux(status[3], Cat(*gfeat), 0))
+        m.d.comb += negotiated.eq(Mux(status[3] | legacy, Cat(*gfeat), 0))
         packed = negotiated[Feature.RING_PACKED]
         ring_reset = negotiated[Feature.RING_RESET]
 
@@ -199,7 +222,7 @@ class CommonCfg(wiring.Component):
         # ---- read ----
         # The read data is formed the cycle after the access from the address latched with it:
         # queue rows need the RAM's one-cycle latency.  It is then held until the next access.
-        addr_d = Signal(10)
+        addr_d = Signal(len(bus.addr))
         be_d = Signal(4)
         with m.If(bus.en & bus.ready):
             m.d.sync += [addr_d.eq(bus.addr), be_d.eq(bus.be)]
@@ -244,6 +267,22 @@ class CommonCfg(wiring.Component):
                                             sel_resetting.as_unsigned(), Const(0, 15)))
                 with m.Case(0x3C >> 2):
                     m.d.comb += live.eq(0)    # no admin virtqueues (ADMIN_VQ not offered)
+        if p.transitional:
+            with m.Elif(a[10]):
+                with m.Switch(a[:10]):
+                    with m.Case(0):
+                        m.d.comb += live.eq(legacy_host)
+                    with m.Case(1):
+                        m.d.comb += live.eq(gfeat[0])
+                    with m.Case(2):
+                        m.d.comb += live.eq(Mux(sel_valid_d & sel_enabled, row.desc[12:44], 0))
+                    with m.Case(3):
+                        m.d.comb += live.eq(Cat(Mux(sel_valid_d, row.size, 0), qsel))
+                    with m.Case(4):
+                        shown = Mux(resetting, status | Status.DEVICE_NEEDS_RESET, status)
+                        m.d.comb += live.eq(Cat(Const(0, 16), shown, Const(0, 8)))
+                    with m.Case(5):
+                        m.d.comb += live.eq(Cat(cfg_vec, Mux(sel_valid_d, row.vector, NO_VECTOR)))
         # hold the read data until the next access (regbus contract)
         acc_d = Signal()
         acc_rd_d = Signal()
@@ -329,6 +368,8 @@ class CommonCfg(wiring.Component):
                             set_fok = v[3] & (keep_fok | ok)
                             m.d.sync += status.eq(Cat(v[:3], set_fok | keep_fok, Const(0, 2),
                                                       status[6], v[7]))
+                            with m.If(set_fok):
+                                m.d.sync += legacy.eq(0)
                     with m.If(be[2] | be[3]):
                         m.d.comb += qsel_next.eq(merge(qsel, 2, 2))
                 with m.Case(0x18 >> 2):
@@ -365,6 +406,9 @@ class CommonCfg(wiring.Component):
                                      ev.valid.eq(1), ev.payload.queue.eq(qsel),
                                      ev.payload.kind.eq(QueueEventKind.RESET)]
 
+        if p.transitional:
+            self._legacy_write(m, locals())
+
         m.d.comb += [qwr.addr.eq(qsel[:qbits]), qwr.data.eq(new_row), qwr.en.eq(row_we & sel_valid)]
         with m.If(row_we & sel_valid):
             m.d.sync += q_exists.eq(q_exists | (1 << qsel[:qbits]))
@@ -393,7 +437,7 @@ class CommonCfg(wiring.Component):
             m.d.comb += qsel_next.eq(0)
             m.d.sync += [
                 resetting.eq(0), status.eq(0), dfsel.eq(0), gfsel.eq(0), cfg_vec.eq(NO_VECTOR),
-                q_exists.eq(0), q_enable.eq(0), q_reset.eq(0),
+                q_exists.eq(0), q_enable.eq(0), q_reset.eq(0), legacy.eq(0),
                 *[g.eq(0) for g in gfeat],
             ]
 
@@ -413,7 +457,9 @@ class CommonCfg(wiring.Component):
 
         irq_q = self.irq_queue
         q_live = (irq_q < nq) & (q_enable >> irq_q[:qbits])[0] & ~(q_reset >> irq_q[:qbits])[0]
-        m.d.comb += self.irq_allowed.eq(status[2] & ~resetting & (self.irq_config | q_live))
+        # used-buffer notifications of a legacy driver are allowed before DRIVER_OK (LEG-08)
+        m.d.comb += self.irq_allowed.eq(~resetting & (status[2] | (legacy & ~self.irq_config))
+                                        & (self.irq_config | q_live))
 
         m.d.comb += [
             self.device_status.eq(status),
@@ -424,5 +470,63 @@ class CommonCfg(wiring.Component):
             self.config_generation.eq(gen),
             self.queue_enabled.eq(q_enable),
             self.config_vector.eq(cfg_vec),
+            self.legacy.eq(legacy),
+            self.legacy_live.eq(legacy & ~resetting),
         ]
         return m
+
+    def _legacy_write(self, m, v):
+        """Writes through the legacy header's view (bus DW address bit 10 set)."""
+        p = self._p
+        bus, be, wd, merge, touched = v["bus"], v["be"], v["wd"], v["merge"], v["touched"]
+        status, gfeat, legacy, qsel_next, qsel = (v["status"], v["gfeat"], v["legacy"],
+                                                  v["qsel_next"], v["qsel"])
+        row, new_row, row_we, ev, qbits = v["row"], v["new_row"], v["row_we"], v["ev"], v["qbits"]
+        sel_valid, sel_enabled, sel_resetting = v["sel_valid"], v["sel_enabled"], v["sel_resetting"]
+        q_enable, q_reset, cfg_vec, resetting = v["q_enable"], v["q_reset"], v["cfg_vec"], v["resetting"]
+        legal_vector = v["legal_vector"]
+        lwr = bus.en & bus.ready & bus.write & ~resetting & bus.addr[10]
+        with m.If(lwr):
+            with m.Switch(bus.addr[:10]):
+                with m.Case(1):
+                    with m.If(~status[3] & ~status[2] & touched(0, 4)):
+                        m.d.sync += [gfeat[0].eq(merge(gfeat[0], 0, 4) & v["legacy_host"]),
+                                     *[g.eq(0) for g in gfeat[1:]], legacy.eq(1)]
+                with m.Case(2):
+                    pfn = Signal(32)
+                    m.d.comb += pfn.eq(merge(Const(0, 32), 0, 4))
+                    size = row.size
+                    # legacy ring layout (2.7.2 legacy interface): desc 16*size bytes, avail ring
+                    # 6+2*size bytes, used ring at the next 4096-byte boundary
+                    used_pages = ((size << 4) + (size << 1) + 6 + 4095) >> 12
+                    with m.If(sel_valid & ~sel_resetting & touched(0, 4)):
+                        with m.If((pfn != 0) & ~sel_enabled):
+                            m.d.comb += [
+                                new_row.desc.eq(Cat(Const(0, 12), pfn)),
+                                new_row.driver.eq(Cat(Const(0, 12), pfn) + (size << 4)),
+                                new_row.device.eq(Cat(Const(0, 12), pfn + used_pages)),
+                                row_we.eq(1),
+                            ]
+                            m.d.sync += [q_enable.eq(q_enable | (1 << qsel[:qbits])),
+                                         ev.valid.eq(1), ev.payload.queue.eq(qsel),
+                                         ev.payload.kind.eq(QueueEventKind.ENABLE)]
+                        with m.If((pfn == 0) & sel_enabled):
+                            m.d.sync += [q_reset.eq(q_reset | (1 << qsel[:qbits])),
+                                         ev.valid.eq(1), ev.payload.queue.eq(qsel),
+                                         ev.payload.kind.eq(QueueEventKind.RESET)]
+                with m.Case(3):
+                    with m.If(be[2] | be[3]):
+                        m.d.comb += qsel_next.eq(merge(qsel, 2, 2))
+                with m.Case(4):
+                    with m.If(be[2]):
+                        s = wd[16:24]
+                        with m.If(s == 0):
+                            m.d.sync += resetting.eq(1)
+                        with m.Else():
+                            m.d.sync += status.eq(Cat(s[:3], status[3], Const(0, 2), status[6], s[7]))
+                with m.Case(5):
+                    with m.If(touched(0, 2)):
+                        m.d.sync += cfg_vec.eq(legal_vector(merge(cfg_vec, 0, 2)))
+                    with m.If(sel_valid & touched(2, 2)):
+                        m.d.comb += [new_row.vector.eq(legal_vector(merge(row.vector, 2, 2))),
+                                     row_we.eq(1)]

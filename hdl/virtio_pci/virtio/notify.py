@@ -10,6 +10,10 @@ before DRIVER_OK are dropped (NTF-D3) and counted; every other doorbell is deliv
 when the stream is not ready the write waits and so does ``rx`` (never dropped, never
 duplicated).  Reads return 0 with no side effect (NTF-D4).
 
+Transitional devices: a bus address with its top bit set is the legacy header's queue notify
+register (routed here by ``legacy.py``): the queue is the value written whatever the multiplier,
+and a legacy driver's doorbells count before DRIVER_OK (``legacy_live``, LEG-08).
+
 Timing: the doorbell event is valid the cycle after the write's access, two cycles after the
 write's last beat on ``rx``.
 """
@@ -34,8 +38,10 @@ class Notify(wiring.Component):
         # the region spans more than one page when num_queues * notify_off_multiplier does
         # (e.g. one 4 KiB doorbell page per queue): DW address bits of the whole span
         span_dw = params.regions["notify"].span // 4
+        self.addr_width = max(1, (span_dw - 1).bit_length()) + params.transitional
         super().__init__({
-            "bus": In(RegBusSignature(max(1, (span_dw - 1).bit_length()))),
+            "bus": In(RegBusSignature(self.addr_width)),
+            "legacy_live": In(1),
             "doorbell": Out(stream.Signature(Doorbell)),
             "queue_enabled": In(params.num_queues),
             "driver_ok": In(1),
@@ -69,17 +75,20 @@ class Notify(wiring.Component):
             value.eq(Mux(wide, wd, Mux(lo_half, wd[:16], wd[16:]))),
         ]
         queue = Signal(17)
+        legacy = bus.addr[-1] if p.transitional else Const(0)
+        addr = bus.addr[:-1] if p.transitional else bus.addr
+        aligned = Const(1)
         if mult == 0:
             m.d.comb += queue.eq(value[:16])
         else:
             shift = mult.bit_length() - 1
-            offset = Cat(Const(0, 1), ~lo_half, bus.addr)   # byte offset inside the region
-            m.d.comb += queue.eq(offset >> shift)
-            aligned = (offset & (mult - 1)) == 0
+            offset = Cat(Const(0, 1), ~lo_half, addr)   # byte offset inside the region
+            m.d.comb += queue.eq(Mux(legacy, value[:16], offset >> shift))
+            aligned = legacy | ((offset & (mult - 1)) == 0)
         ok = Signal()
         enabled = (self.queue_enabled >> queue[:max(1, (nq - 1).bit_length())])[0]
-        m.d.comb += ok.eq((queue < nq) & enabled & self.driver_ok & (be != 0)
-                          & (aligned if mult else 1))
+        live = self.driver_ok | (legacy & self.legacy_live)
+        m.d.comb += ok.eq((queue < nq) & enabled & live & (be != 0) & aligned)
         with m.If(bus.en & bus.ready & bus.write):
             with m.If(ok):
                 m.d.sync += [db.valid.eq(1), db.payload.queue.eq(queue), db.payload.value.eq(value),
