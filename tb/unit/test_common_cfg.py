@@ -124,10 +124,10 @@ def test_enable_uses_enabled_lanes_only():
         ctx.set(dut.qevent.ready, 1)
         await wr(ctx, bus, 0x1C, 0xFFFF_FF01, be=0b0001)
         assert (await rd(ctx, bus, 0x1C)) & 0xFFFF == 1
-        assert ctx.get(dut.queue_enabled) == 1
+        assert ctx.get(dut.chk_enabled) == 1
         await wr(ctx, bus, 0x14, 1 << 16, be=0b1100)
         await wr(ctx, bus, 0x1C, 0x0000_0100, be=0b0010)   # high byte 1: value 0x100
-        assert ctx.get(dut.queue_enabled) == 1
+        assert ctx.get(dut.chk_enabled) == 1
 
     b.add(main)
     b.run(timeout=500)
@@ -146,7 +146,7 @@ def test_queue_reset_done_for_idle_queue_ignored():
         await ctx.tick()
         ctx.set(dut.qreset_done.valid, 0)
         await ctx.tick()
-        assert ctx.get(dut.queue_enabled) == 1, "completion without a reset disabled the queue"
+        assert ctx.get(dut.chk_enabled) == 1, "completion without a reset disabled the queue"
         assert (await rd(ctx, bus, 0x18)) & 0xFFFF == 64
 
     b.add(main)

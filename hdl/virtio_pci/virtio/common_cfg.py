@@ -18,8 +18,15 @@ The 64-byte 1.3 layout at spec offsets.  Decisions where the specification leave
   read that returns byte 0x15 clears the flag.
 * Narrow writes change only the enabled bytes of a field; for ``queue_enable`` and
   ``queue_reset`` the value is formed from the enabled lanes (disabled lanes count as 0).
-* Per-queue parameters live in block RAM, indexed by ``queue_select``; queue existence, enable and
-  reset bits are flip-flops so resets take one cycle.  A queue's size and addresses are latched
+* Per-queue parameters live in block RAM, indexed by ``queue_select``.  The three per-queue flags
+  (row written since reset, enabled, being reset) live in a small RAM with asynchronous read
+  ports (distributed / LUT RAM on an FPGA), one per lookup (queue_select, the doorbell check,
+  the interrupt check, ``qreset_done``, the back-end's two read ports), so nothing per queue is a
+  flip-flop and no lookup is a wide multiplexer.  A reset clears the flags by a sweep, one queue
+  per cycle: ``num_queues`` cycles after a conventional reset, an FLR or the back-end's
+  ``reset_ack``, during which the structure holds its register bus (``ready`` low: requests wait,
+  none is lost) and the back-end read ports show no queue as existing.  A ``qreset_done`` waits a
+  cycle when the driver changes a queue's flags in the same cycle (one write port).  A queue's size and addresses are latched
   by ``queue_enable = 1`` and ignore writes while it is enabled; the MSI-X vector may be remapped
   at any time.  ``queue_enable = 0`` is ignored.  ``queue_size`` accepts only powers of two (any
   non-zero value once RING_PACKED is negotiated) up to the queue's maximum.  Selects beyond
@@ -78,6 +85,13 @@ class QueueRow(data.Struct):
     device: 64
 
 
+class QueueFlags(data.Struct):
+    """Per-queue flags (flag RAM)."""
+    exists: 1        # row written since reset (else the row reads reset values)
+    enable: 1
+    reset: 1
+
+
 class QueueEventKind(enum.Enum, shape=1):
     ENABLE = 0
     RESET = 1
@@ -113,7 +127,7 @@ class CommonCfg(wiring.Component):
     config_notify : Out, one-cycle pulse: a configuration-change notification is due (a config
         change or DEVICE_NEEDS_RESET being set, while DRIVER_OK; VIRTIO 2.1.2, 3.2.1), in the
         cycle of ``config_changed`` / ``needs_reset``.
-    queue_enabled : Out(num_queues), per-queue enable bits.
+    chk_queue / chk_enabled : combinational lookup of a queue's enable flag (the doorbell check).
     qrd_addr / qrd_data / qrd_exists : back-end read port into the queue table; data valid the
         cycle after the address (reset values for a queue never written).
     qevent : Out stream of QueueEvent, one per queue_enable=1 or queue_reset=1 accepted.
@@ -144,7 +158,8 @@ class CommonCfg(wiring.Component):
             "config_changed": In(1),
             "config_notify": Out(1),
             "config_generation": Out(8),
-            "queue_enabled": Out(nq),
+            "chk_queue": In(16),
+            "chk_enabled": Out(1),
             "qrd_addr": In(16),
             "qrd_data": Out(QueueRow),
             "qrd_exists": Out(1),
@@ -175,9 +190,6 @@ class CommonCfg(wiring.Component):
         gen = Signal(8)
         gen_dirty = Signal()
         qsel = Signal(16)
-        q_exists = Signal(nq)      # row written since reset (else it reads reset values)
-        q_enable = Signal(nq)
-        q_reset = Signal(nq)
         legacy = Signal()          # the driver negotiated through the legacy header (LEG-06)
         legacy_host = feat[0] | (1 << Feature.ANY_LAYOUT) if p.transitional else feat[0]
 
@@ -193,6 +205,16 @@ class CommonCfg(wiring.Component):
         qrd = qram.read_port(transparent_for=(qwr,))
         brd = qram.read_port(transparent_for=(qwr,))
         vrd = qram.read_port(transparent_for=(qwr,))
+
+        # per-queue flags: asynchronous read ports, one write port (driver, qreset_done, sweep)
+        m.submodules.qflags = qflags = memory.Memory(shape=QueueFlags, depth=nq, init=[])
+        fwr = qflags.write_port()
+        f_sel, f_chk, f_irq, f_done, f_qrd, f_vrd = (qflags.read_port(domain="comb")
+                                                     for _ in range(6))
+        set_enable = Signal()      # the driver enables / resets queue_select's queue this cycle
+        set_reset = Signal()
+        sweep = Signal(init=1)     # clearing the flags after a reset (init: conventional / FLR)
+        sweep_idx = Signal(qbits)
 
         sel_valid = Signal()
         m.d.comb += sel_valid.eq(qsel < nq)
@@ -210,14 +232,14 @@ class CommonCfg(wiring.Component):
         m.d.comb += qrd.addr.eq(qsel_next[:qbits])
         sel_exists = Signal()
         sel_valid_d = Signal()
-        m.d.comb += sel_exists.eq((q_exists >> qsel[:qbits])[0])
+        m.d.comb += [f_sel.addr.eq(qsel[:qbits]), sel_exists.eq(f_sel.data.exists)]
         m.d.sync += sel_valid_d.eq(sel_valid)
         row = Signal(QueueRow)      # current row of queue_select (reset values if never written)
         m.d.comb += row.eq(Mux(sel_exists, qrd.data, default_row))
         sel_enabled = Signal()
         sel_resetting = Signal()
-        m.d.comb += [sel_enabled.eq(sel_valid & (q_enable >> qsel[:qbits])[0]),
-                     sel_resetting.eq(sel_valid & (q_reset >> qsel[:qbits])[0])]
+        m.d.comb += [sel_enabled.eq(sel_valid & f_sel.data.enable),
+                     sel_resetting.eq(sel_valid & f_sel.data.reset)]
 
         # ---- read ----
         # The read data is formed the cycle after the access from the address latched with it:
@@ -309,7 +331,7 @@ class CommonCfg(wiring.Component):
         ev_free = ~ev.valid | ev.ready
         with m.If(ev.ready):
             m.d.sync += ev.valid.eq(0)
-        m.d.comb += bus.ready.eq(ev_free)
+        m.d.comb += bus.ready.eq(ev_free & ~sweep)
 
         wr = bus.en & bus.ready & bus.write & ~resetting & (bus.addr < 16)
         be = bus.be
@@ -388,10 +410,10 @@ class CommonCfg(wiring.Component):
                     # disabled lanes is undefined); anything but 1 is ignored (DRV-07)
                     with m.If(sel_valid & touched(0, 2) & (merge(Const(0, 16), 0, 2) == 1)
                               & ~sel_enabled & ~sel_resetting & ev_free):
-                        m.d.sync += [q_enable.eq(q_enable | (1 << qsel[:qbits])),
-                                     ev.valid.eq(1), ev.payload.queue.eq(qsel),
+                        m.d.sync += [ev.valid.eq(1), ev.payload.queue.eq(qsel),
                                      ev.payload.kind.eq(QueueEventKind.ENABLE)]
-                        m.d.comb += row_we.eq(1)   # latch the row (marks it existing)
+                        m.d.comb += [set_enable.eq(1),
+                                     row_we.eq(1)]   # latch the row (marks it existing)
                 for off, fld in ((0x20, "desc"), (0x28, "driver"), (0x30, "device")):
                     for half in range(2):
                         with m.Case((off >> 2) + half):
@@ -402,30 +424,35 @@ class CommonCfg(wiring.Component):
                 with m.Case(0x38 >> 2):
                     with m.If(touched(2, 2) & (merge(Const(0, 16), 2, 2) == 1) & sel_valid
                               & ring_reset & sel_enabled & ~sel_resetting & ev_free):
-                        m.d.sync += [q_reset.eq(q_reset | (1 << qsel[:qbits])),
-                                     ev.valid.eq(1), ev.payload.queue.eq(qsel),
+                        m.d.sync += [ev.valid.eq(1), ev.payload.queue.eq(qsel),
                                      ev.payload.kind.eq(QueueEventKind.RESET)]
+                        m.d.comb += set_reset.eq(1)
 
         if p.transitional:
             self._legacy_write(m, locals())
 
         m.d.comb += [qwr.addr.eq(qsel[:qbits]), qwr.data.eq(new_row), qwr.en.eq(row_we & sel_valid)]
-        with m.If(row_we & sel_valid):
-            m.d.sync += q_exists.eq(q_exists | (1 << qsel[:qbits]))
 
-        # ---- queue reset completion from the back-end ----
+        # ---- flag writes: the reset sweep, else the driver, else a queue reset completion ----
+        drv_we = sel_valid & (row_we | set_enable | set_reset)
         done = self.qreset_done
-        m.d.comb += done.ready.eq(1)
+        # during a sweep completions are taken and dropped (the reset cleared every queue)
+        m.d.comb += [done.ready.eq(sweep | ~drv_we), f_done.addr.eq(done.payload[:qbits])]
         # a completion for a queue that is not resetting (e.g. one that a device reset already
         # cleared and the driver enabled again) is ignored
-        done_ok = done.valid & (done.payload < nq) & (q_reset >> done.payload[:qbits])[0]
-        with m.If(done_ok):
-            bit = Const(1, nq) << done.payload[:qbits]
-            m.d.sync += [q_reset.eq(q_reset & ~bit), q_enable.eq(q_enable & ~bit),
-                         q_exists.eq(q_exists & ~bit)]
-            # a driver write in the same cycle must not resurrect the row
-            with m.If(row_we & sel_valid & (qsel[:qbits] == done.payload[:qbits])):
-                m.d.sync += q_exists.eq(q_exists & ~bit)
+        done_ok = done.valid & ~sweep & ~drv_we & (done.payload < nq) & f_done.data.reset
+        with m.If(sweep):
+            m.d.comb += [fwr.addr.eq(sweep_idx), fwr.data.eq(0), fwr.en.eq(1)]
+            m.d.sync += sweep_idx.eq(sweep_idx + 1)
+            with m.If(sweep_idx == nq - 1):
+                m.d.sync += [sweep.eq(0), sweep_idx.eq(0)]
+        with m.Elif(drv_we):
+            m.d.comb += [fwr.addr.eq(qsel[:qbits]), fwr.en.eq(1),
+                         fwr.data.exists.eq(f_sel.data.exists | row_we),
+                         fwr.data.enable.eq(f_sel.data.enable | set_enable),
+                         fwr.data.reset.eq(f_sel.data.reset | set_reset)]
+        with m.Elif(done_ok):
+            m.d.comb += [fwr.addr.eq(done.payload[:qbits]), fwr.data.eq(0), fwr.en.eq(1)]
 
         # ---- device status side effects ----
         with m.If(self.needs_reset & ~resetting):
@@ -437,7 +464,7 @@ class CommonCfg(wiring.Component):
             m.d.comb += qsel_next.eq(0)
             m.d.sync += [
                 resetting.eq(0), status.eq(0), dfsel.eq(0), gfsel.eq(0), cfg_vec.eq(NO_VECTOR),
-                q_exists.eq(0), q_enable.eq(0), q_reset.eq(0), legacy.eq(0),
+                sweep.eq(1), sweep_idx.eq(0), legacy.eq(0),
                 *[g.eq(0) for g in gfeat],
             ]
 
@@ -446,9 +473,10 @@ class CommonCfg(wiring.Component):
         b_exists = Signal()
         b_valid = Signal()
         v_ok = Signal()
-        m.d.sync += [b_exists.eq((q_exists >> self.qrd_addr[:qbits])[0] & (self.qrd_addr < nq)),
+        m.d.comb += [f_qrd.addr.eq(self.qrd_addr[:qbits]), f_vrd.addr.eq(self.vrd_addr[:qbits])]
+        m.d.sync += [b_exists.eq(f_qrd.data.exists & (self.qrd_addr < nq) & ~sweep),
                      b_valid.eq(self.qrd_addr < nq),
-                     v_ok.eq(((q_exists >> self.vrd_addr[:qbits])[0]) & (self.vrd_addr < nq))]
+                     v_ok.eq(f_vrd.data.exists & (self.vrd_addr < nq) & ~sweep)]
         m.d.comb += [
             self.qrd_data.eq(Mux(b_exists, brd.data, Mux(b_valid, default_row, 0))),
             self.qrd_exists.eq(b_exists),
@@ -456,7 +484,9 @@ class CommonCfg(wiring.Component):
         ]
 
         irq_q = self.irq_queue
-        q_live = (irq_q < nq) & (q_enable >> irq_q[:qbits])[0] & ~(q_reset >> irq_q[:qbits])[0]
+        m.d.comb += [f_irq.addr.eq(irq_q[:qbits]), f_chk.addr.eq(self.chk_queue[:qbits]),
+                     self.chk_enabled.eq((self.chk_queue < nq) & f_chk.data.enable & ~sweep)]
+        q_live = (irq_q < nq) & f_irq.data.enable & ~f_irq.data.reset & ~sweep
         # used-buffer notifications of a legacy driver are allowed before DRIVER_OK (LEG-08)
         m.d.comb += self.irq_allowed.eq(~resetting & (status[2] | (legacy & ~self.irq_config))
                                         & (self.irq_config | q_live))
@@ -468,7 +498,6 @@ class CommonCfg(wiring.Component):
             self.driver_features.eq(negotiated),
             self.reset_req.eq(resetting),
             self.config_generation.eq(gen),
-            self.queue_enabled.eq(q_enable),
             self.config_vector.eq(cfg_vec),
             self.legacy.eq(legacy),
             self.legacy_live.eq(legacy & ~resetting),
@@ -483,7 +512,8 @@ class CommonCfg(wiring.Component):
                                                   v["qsel_next"], v["qsel"])
         row, new_row, row_we, ev, qbits = v["row"], v["new_row"], v["row_we"], v["ev"], v["qbits"]
         sel_valid, sel_enabled, sel_resetting = v["sel_valid"], v["sel_enabled"], v["sel_resetting"]
-        q_enable, q_reset, cfg_vec, resetting = v["q_enable"], v["q_reset"], v["cfg_vec"], v["resetting"]
+        set_enable, set_reset, cfg_vec, resetting = (v["set_enable"], v["set_reset"], v["cfg_vec"],
+                                                     v["resetting"])
         legal_vector = v["legal_vector"]
         lwr = bus.en & bus.ready & bus.write & ~resetting & bus.addr[10]
         with m.If(lwr):
@@ -507,12 +537,12 @@ class CommonCfg(wiring.Component):
                                 new_row.device.eq(Cat(Const(0, 12), pfn + used_pages)),
                                 row_we.eq(1),
                             ]
-                            m.d.sync += [q_enable.eq(q_enable | (1 << qsel[:qbits])),
-                                         ev.valid.eq(1), ev.payload.queue.eq(qsel),
+                            m.d.comb += set_enable.eq(1)
+                            m.d.sync += [ev.valid.eq(1), ev.payload.queue.eq(qsel),
                                          ev.payload.kind.eq(QueueEventKind.ENABLE)]
                         with m.If((pfn == 0) & sel_enabled):
-                            m.d.sync += [q_reset.eq(q_reset | (1 << qsel[:qbits])),
-                                         ev.valid.eq(1), ev.payload.queue.eq(qsel),
+                            m.d.comb += set_reset.eq(1)
+                            m.d.sync += [ev.valid.eq(1), ev.payload.queue.eq(qsel),
                                          ev.payload.kind.eq(QueueEventKind.RESET)]
                 with m.Case(3):
                     with m.If(be[2] | be[3]):

@@ -43,7 +43,8 @@ class Notify(wiring.Component):
             "bus": In(RegBusSignature(self.addr_width)),
             "legacy_live": In(1),
             "doorbell": Out(stream.Signature(Doorbell)),
-            "queue_enabled": In(params.num_queues),
+            "chk_queue": Out(16),      # the doorbell's queue, looked up in common cfg's flags
+            "chk_enabled": In(1),
             "driver_ok": In(1),
             "dropped": Out(1),
         })
@@ -86,7 +87,8 @@ class Notify(wiring.Component):
             m.d.comb += queue.eq(Mux(legacy, value[:16], offset >> shift))
             aligned = legacy | ((offset & (mult - 1)) == 0)
         ok = Signal()
-        enabled = (self.queue_enabled >> queue[:max(1, (nq - 1).bit_length())])[0]
+        m.d.comb += self.chk_queue.eq(queue[:16])
+        enabled = self.chk_enabled
         live = self.driver_ok | (legacy & self.legacy_live)
         m.d.comb += ok.eq((queue < nq) & enabled & live & (be != 0) & aligned)
         with m.If(bus.en & bus.ready & bus.write):
