@@ -255,3 +255,39 @@ def test_mrd_random_backpressure(width):
             assert got == words, f"tag {tag}: data {got} != {words}"
 
     run(ep, main)
+
+
+def test_pci_cfg_window_back_to_back():
+    """PCC-02, PCC-03: CfgWr to the PCI-cfg capability's bar/offset/length immediately followed
+    (next cycle, W=128) by a CfgRd/CfgWr of pci_cfg_data uses the new window: the window's
+    registered decode must not serve the stale one."""
+    p = VirtioPciParams(data_width=128)
+    img = build_config_image(p)
+    f = img.fields
+    bar_dw, off_dw, len_dw = (f["pci_cfg_bar"].offset // 4, f["pci_cfg_offset"].offset // 4,
+                              f["pci_cfg_length"].offset // 4)
+    data_dw = f["pci_cfg_data"].offset // 4
+    common = p.regions["common"].offset
+    ep = Endpoint(p, "pci_cfg_b2b")
+
+    def cw(dw, value, tag, fbe=0xF):
+        return cfg_req(dw, write=True, data=value, fbe=fbe, bus=BUS, dev=DEV, tag=tag)
+
+    async def main(ctx):
+        bar_lane = f["pci_cfg_bar"].offset & 3
+        reqs = [cw(bar_dw, p.mem_bar << 8 * bar_lane, 1, fbe=1 << bar_lane),
+                cw(off_dw, common + 0x10, 2), cw(len_dw, 2, 3),
+                cfg_req(data_dw, bus=BUS, dev=DEV, tag=4),        # msix_config via the window
+                cw(off_dw, common + 0x12, 5),
+                cfg_req(data_dw, bus=BUS, dev=DEV, tag=6),        # num_queues (offset changed the cycle before)
+                cw(len_dw, 3, 7),                                 # invalid length
+                cfg_req(data_dw, bus=BUS, dev=DEV, tag=8)]
+        await ep.send(ctx, reqs)
+        tl = [t for _, t in await ep.wait_tlps(ctx, len(reqs))]
+        got = {t.tag: int.from_bytes(t.get_data()[:4], "little") for t in tl
+               if t.fmt_type == TlpType.CPL_DATA}
+        assert got[4] & 0xFFFF == 0xFFFF, f"msix_config reads NO_VECTOR, got {got[4]:#x}"
+        assert got[6] & 0xFFFF == p.num_queues, f"num_queues via the window, got {got[6]:#x}"
+        assert got[8] == 0, f"an invalid window reads 0, got {got[8]:#x}"
+
+    run(ep, main)

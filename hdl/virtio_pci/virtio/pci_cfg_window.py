@@ -14,7 +14,12 @@ configuration accesses to ``pci_cfg_data``:
 A window is valid when ``length`` is 1, 2 or 4, ``offset`` is a multiple of it, ``bar`` is the
 memory BAR (the capability's ``bar`` is honoured, DESIGN.md section 7) and the bytes lie inside
 one virtio structure (common, notify, ISR, device).  Otherwise a write does nothing beyond storing
-``pci_cfg_data`` and a read returns 0 (DRV-14).  Combinational: no added latency.
+``pci_cfg_data`` and a read returns 0 (DRV-14).
+
+Timing: no added latency.  The window's validity and rewritten address, byte enables and lane are
+computed from the capability registers into registers (the 32-bit range checks are kept off the
+request path); after a configuration write to the capability's ``bar``/``offset``/``length`` DWs
+the window holds the next operation for one cycle so that it sees the new values.
 """
 from amaranth.hdl import Cat, Const, Module, Mux, Signal
 from amaranth.lib import stream, wiring
@@ -45,7 +50,13 @@ class PciCfgWindow(wiring.Component):
         i, o = self.i, self.o
         op = i.payload
         stored = Signal(32)
-        m.d.comb += [o.valid.eq(i.valid), i.ready.eq(o.ready), o.payload.eq(op),
+        # a write to the capability's bar / offset / length DWs: the registers below are stale
+        # for one cycle
+        stale = Signal()
+        dw = self._dw
+        m.d.sync += stale.eq(i.valid & i.ready & (op.space == Space.CFG) & op.write
+                             & (op.addr >= dw - 3) & (op.addr < dw))
+        m.d.comb += [o.valid.eq(i.valid & ~stale), i.ready.eq(o.ready & ~stale), o.payload.eq(op),
                      self.data.eq(stored)]
 
         off, ln = self.cap_offset, self.cap_length
@@ -57,23 +68,27 @@ class PciCfgWindow(wiring.Component):
             with m.If((off >= r.offset) & ((off + ln) <= (r.offset + r.length))):
                 m.d.comb += inside.eq(1)
         valid = Signal()
-        m.d.comb += valid.eq(len_ok & aligned & inside & (self.cap_bar == p.mem_bar))
+        m.d.sync += valid.eq(len_ok & aligned & inside & (self.cap_bar == p.mem_bar))
 
         hit = (op.space == Space.CFG) & (op.addr == self._dw)
         bm = byte_mask(op.be)
         merged = Signal(32)
         m.d.comb += merged.eq((stored & ~bm) | (op.data & bm))
-        lane = off[:2]
-        lenmask = Mux(ln == 4, 0b1111, Mux(ln == 2, 0b0011, 0b0001))
+        lane = Signal(2)
+        lenmask = Signal(4)
+        waddr = Signal(len(op.addr))
+        rlen = Signal(2)
+        m.d.sync += [lane.eq(off[:2]), lenmask.eq(Mux(ln == 4, 0b1111, Mux(ln == 2, 0b0011, 0b0001))),
+                     waddr.eq(off[2:]), rlen.eq(ln[:2])]
         with m.If(hit):
             with m.If(valid):
                 m.d.comb += [
                     o.payload.space.eq(Space.MEM),
-                    o.payload.addr.eq(off[2:]),
+                    o.payload.addr.eq(waddr),
                     o.payload.be.eq(lenmask << lane),
                     o.payload.data.eq(merged << Cat(Const(0, 3), lane)),
                     o.payload.rshift.eq(lane),
-                    o.payload.rlen.eq(ln[:2]),
+                    o.payload.rlen.eq(rlen),
                 ]
             with m.Else():
                 m.d.comb += o.payload.space.eq(Space.NONE)
