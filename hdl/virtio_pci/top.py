@@ -28,6 +28,7 @@ from .tlp.tx_arbiter import TxArbiter
 from .regbus import regbus_mux
 from .virtio.common_cfg import CommonCfg, QueueEvent, QueueRow
 from .virtio.device_cfg import DcfgRequest, DcfgUpdate, DeviceCfgPort, DeviceCfgRegFile
+from .skid import SkidBuffer
 from .virtio.isr import Isr
 from .virtio.legacy import LegacyGuard, LegacyHeader
 from .virtio.notify import Doorbell, Notify
@@ -162,7 +163,11 @@ class VirtioPciEndpoint(wiring.Component):
 
         # back-end ports
         connect(m, notify.doorbell, flipped(self.doorbell))
-        connect(m, common.qevent, flipped(self.qevent))
+        # a queue event already offered to the back-end survives an FLR of common cfg (stream
+        # rules): the skid buffer, outside the FLR reset, holds every offer the back-end refused
+        m.submodules.qevent_skid = qskid = SkidBuffer(QueueEvent)
+        connect(m, common.qevent, qskid.i)
+        connect(m, qskid.o, flipped(self.qevent))
         connect(m, flipped(self.qreset_done), common.qreset_done)
         config_changed = Signal()
         if p.device_cfg_backend == "external":
@@ -264,11 +269,9 @@ class VirtioPciEndpoint(wiring.Component):
         """Simulation assertions (``params.assertions``, hdl/virtio_pci/checks.py)."""
         from .checks import completion_tracker, stream_rules
         stream_rules(m, "tx", self.tx.valid, self.tx.ready, self.tx.payload)
-        # the queue-event producer (common cfg) is under the FLR reset, which may withdraw an offer
         stream_rules(m, "doorbell", self.doorbell.valid, self.doorbell.ready,
                      self.doorbell.payload)
-        stream_rules(m, "qevent", self.qevent.valid, self.qevent.ready, self.qevent.payload,
-                     abort=flr_rst)
+        stream_rules(m, "qevent", self.qevent.valid, self.qevent.ready, self.qevent.payload)
         op = dispatch.op
         completion_tracker(
             m, op.valid & op.ready & op.payload.need_cpl & op.payload.cpl_start,

@@ -291,3 +291,44 @@ def test_pci_cfg_window_back_to_back():
         assert got[8] == 0, f"an invalid window reads 0, got {got[8]:#x}"
 
     run(ep, main)
+
+
+def test_flr_keeps_offered_queue_event():
+    """Stream rules across FLR: a queue event the back-end has not taken yet when an FLR resets
+    common cfg stays offered, unchanged, and is delivered exactly once (the back-end sees ``flr``
+    and decides); the doorbell stream has the same guarantee (notify is outside the FLR)."""
+    p = VirtioPciParams(data_width=128)
+    img = build_config_image(p)
+    lo = 4 + p.mem_bar
+    common = p.regions["common"].offset
+    flr = img.fields["flr"]
+    ep = Endpoint(p, "flr_qevent")
+    qev = StreamMonitor(ep.dut.qevent, ep.b.cycle, name="qevent", ready_prob=0.0,
+                        rng=seeded("flr_qevent"))
+    ep.b.add(qev, background=True)
+
+    async def main(ctx):
+        await ep.send(ctx, [cfg_req(lo, write=True, data=BAR, bus=BUS, dev=DEV, tag=1),
+                            cfg_req(lo + 1, write=True, data=0, bus=BUS, dev=DEV, tag=2),
+                            cfg_req(1, write=True, data=0x0006, fbe=0x3, bus=BUS, dev=DEV, tag=3)])
+        await ep.wait_tlps(ctx, 3)       # a host waits for its config writes' completions
+        await ep.send(ctx, [mem_req(BAR + common + 0x1C, 1, write=True, data=[1], fbe=0x3, tag=4)])
+        for _ in range(10):
+            await ctx.tick()
+        assert ctx.get(ep.dut.qevent.valid), "queue_enable=1 offers a queue event"
+        offered = ctx.get(ep.dut.qevent.payload)
+        await ep.send(ctx, [cfg_req(flr.dword, write=True, data=1 << (8 * (flr.offset & 3) + flr.lsb),
+                                    fbe=1 << (flr.offset & 3), bus=BUS, dev=DEV, tag=5)])
+        flr_seen = False
+        for _ in range(20):
+            await ctx.tick()
+            flr_seen |= bool(ctx.get(ep.dut.flr))
+            assert ctx.get(ep.dut.qevent.valid), "FLR withdrew an offered queue event"
+            assert ctx.get(ep.dut.qevent.payload) == offered
+        assert flr_seen
+        qev.ready_prob = 1.0
+        for _ in range(10):
+            await ctx.tick()
+        assert len(qev.items) == 1 and qev.items[0][1].queue == 0, qev.items
+
+    run(ep, main)
