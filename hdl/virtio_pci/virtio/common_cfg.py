@@ -47,6 +47,9 @@ state (bus DW addresses with bit 10 set, routed here by ``legacy.py``; VIRTIO 1.
 * Queue size is read only (the maximum, or the size a modern driver set); queue select, the
   status (no FEATURES_OK in legacy: bit 3 is kept as it is, 0 resets as in the modern register),
   and the two MSI-X vector fields share the modern registers.
+* Once a modern driver's FEATURES_OK is accepted, legacy writes are ignored except a status of 0
+  (a legacy driver taking over resets the device first): they would otherwise clear DRIVER_OK,
+  move queue_select, remap vectors or reset and re-enable the modern driver's queues.
 """
 from amaranth.hdl import Cat, Const, Module, Mux, Signal, unsigned
 from amaranth.lib import data, memory, stream, wiring, enum
@@ -486,10 +489,14 @@ class CommonCfg(wiring.Component):
         q_enable, q_reset, cfg_vec, resetting = v["q_enable"], v["q_reset"], v["cfg_vec"], v["resetting"]
         legal_vector = v["legal_vector"]
         lwr = bus.en & bus.ready & bus.write & ~resetting & bus.addr[10]
+        # FEATURES_OK is only ever set by a modern driver (it needs VERSION_1): from then on the
+        # legacy header may reset the device (a legacy driver taking over writes status 0) but
+        # changes nothing else the modern driver set up
+        modern = status[3]
         with m.If(lwr):
             with m.Switch(bus.addr[:10]):
                 with m.Case(1):
-                    with m.If(~status[3] & ~status[2] & touched(0, 4)):
+                    with m.If(~modern & ~status[2] & touched(0, 4)):
                         m.d.sync += [gfeat[0].eq(merge(gfeat[0], 0, 4) & v["legacy_host"]),
                                      *[g.eq(0) for g in gfeat[1:]], legacy.eq(1)]
                 with m.Case(2):
@@ -499,7 +506,7 @@ class CommonCfg(wiring.Component):
                     # legacy ring layout (2.7.2 legacy interface): desc 16*size bytes, avail ring
                     # 6+2*size bytes, used ring at the next 4096-byte boundary
                     used_pages = ((size << 4) + (size << 1) + 6 + 4095) >> 12
-                    with m.If(sel_valid & ~sel_resetting & touched(0, 4)):
+                    with m.If(sel_valid & ~sel_resetting & touched(0, 4) & ~modern):
                         with m.If((pfn != 0) & ~sel_enabled):
                             m.d.comb += [
                                 new_row.desc.eq(Cat(Const(0, 12), pfn)),
@@ -515,18 +522,18 @@ class CommonCfg(wiring.Component):
                                          ev.valid.eq(1), ev.payload.queue.eq(qsel),
                                          ev.payload.kind.eq(QueueEventKind.RESET)]
                 with m.Case(3):
-                    with m.If(be[2] | be[3]):
+                    with m.If((be[2] | be[3]) & ~modern):
                         m.d.comb += qsel_next.eq(merge(qsel, 2, 2))
                 with m.Case(4):
                     with m.If(be[2]):
                         s = wd[16:24]
                         with m.If(s == 0):
                             m.d.sync += resetting.eq(1)
-                        with m.Else():
+                        with m.Elif(~modern):
                             m.d.sync += status.eq(Cat(s[:3], status[3], Const(0, 2), status[6], s[7]))
                 with m.Case(5):
-                    with m.If(touched(0, 2)):
+                    with m.If(touched(0, 2) & ~modern):
                         m.d.sync += cfg_vec.eq(legal_vector(merge(cfg_vec, 0, 2)))
-                    with m.If(sel_valid & touched(2, 2)):
+                    with m.If(sel_valid & touched(2, 2) & ~modern):
                         m.d.comb += [new_row.vector.eq(legal_vector(merge(row.vector, 2, 2))),
                                      row_we.eq(1)]
