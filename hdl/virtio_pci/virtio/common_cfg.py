@@ -480,7 +480,6 @@ class CommonCfg(wiring.Component):
 
     def _legacy_write(self, m, v):
         """Writes through the legacy header's view (bus DW address bit 10 set)."""
-        p = self._p
         bus, be, wd, merge, touched = v["bus"], v["be"], v["wd"], v["merge"], v["touched"]
         status, gfeat, legacy, qsel_next, qsel = (v["status"], v["gfeat"], v["legacy"],
                                                   v["qsel_next"], v["qsel"])
