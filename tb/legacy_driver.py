@@ -238,7 +238,7 @@ class LegacyVirtioDriver:
         active = await self.io_read(Leg.QUEUE_PFN, 4)
         if not num or active:
             raise DriverError(f"queue {index} unavailable (num {num}, pfn {active:#x}): -ENOENT")
-        pfn = (0x1000_0000 + 0x10_0000 * index) if pfn is None else pfn
+        pfn = (0x1_0000 + 0x100 * index) if pfn is None else pfn     # 256 MiB + 1 MiB * index
         if pfn >> 32:
             raise DriverError("platform bug: legacy virtio-pci must not be used with RAM above 16TB")
         desc, avail, used = legacy_ring_layout(pfn, num)
