@@ -104,7 +104,7 @@ async def modern_then_legacy_writes_test(dut):
 
 @cocotb.test()
 async def legacy_bad_requests_test(dut):
-    """LEG-01, REQ-03: I/O requests the function must refuse get an Unsupported Request completion
+    """LEG-01, PCI-01: I/O requests the function must refuse get an Unsupported Request completion
     and change nothing: IORd/IOWr just past the I/O BAR, IORd/IOWr with I/O Space disabled in the
     Command register, I/O requests at the memory BAR's address, memory requests at the I/O BAR's
     address; the legacy header still works afterwards."""
