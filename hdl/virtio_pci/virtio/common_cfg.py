@@ -32,12 +32,14 @@ The 64-byte 1.3 layout at spec offsets.  Decisions where the specification leave
 Transitional devices (``params.transitional``) also answer the legacy header's view of the same
 state (bus DW addresses with bit 10 set, routed here by ``legacy.py``; VIRTIO 1.3 4.1.4.10, 2.7.2):
 
-* Host features are device feature bits 0-31 with ANY_LAYOUT added (LEG-09).  A guest-features
-  write, accepted until FEATURES_OK or DRIVER_OK is set, stores the bits also offered (the rest
-  read back 0, so the UNUSED bit 30 changes nothing), clears driver feature bits 32-127 (LEG-04) and
-  marks the driver legacy (``legacy``, LEG-06): its features are in force at once (there is no
-  FEATURES_OK step), doorbells and used-buffer notifications are allowed before DRIVER_OK
-  (LEG-08).  A modern driver whose FEATURES_OK is accepted (it needs VERSION_1) clears ``legacy``.
+* Host features are device feature bits 0-31 with ANY_LAYOUT added (LEG-09); NOTIFY_ON_EMPTY, when
+  offered, appears here only (device_feature never shows legacy-only bits: to a modern driver they
+  are reserved, FEA-03). A guest-features write, accepted until FEATURES_OK or DRIVER_OK is set,
+  stores the bits also offered (the rest read back 0, so the UNUSED bit 30 changes nothing), clears
+  driver feature bits 32-127 (LEG-04) and marks the driver legacy (``legacy``, LEG-06): its features
+  are in force at once (there is no FEATURES_OK step), doorbells and used-buffer notifications are
+  allowed before DRIVER_OK (LEG-08). A modern driver whose FEATURES_OK is accepted (it needs
+  VERSION_1) clears ``legacy``.
 * Queue address: a non-zero page frame number enables the selected queue with the legacy ring
   layout of its (maximum) size (LEG-10): descriptors at PFN*4096, the driver area right after the
   16*size bytes of descriptors, the device area at the next 4096 boundary after the driver area's
@@ -55,7 +57,7 @@ from amaranth.hdl import Cat, Const, Module, Mux, Signal, unsigned
 from amaranth.lib import data, memory, stream, wiring, enum
 from amaranth.lib.wiring import In, Out
 
-from ..params import Feature
+from ..params import LEGACY_ONLY_FEATURES, Feature
 from ..regbus import RegBusSignature
 
 __all__ = ["CommonCfg", "QueueRow", "QueueEvent", "QueueEventKind", "NO_VECTOR", "Status"]
@@ -166,7 +168,10 @@ class CommonCfg(wiring.Component):
         p = self._p
         nq = p.num_queues
         bus = self.bus
-        feat = p.feature_words
+        # the legacy-only bits a transitional device may offer (NOTIFY_ON_EMPTY) are offered
+        # through the legacy header only: to a modern driver they are reserved bits (FEA-03)
+        modern_features = p.features & ~LEGACY_ONLY_FEATURES
+        feat = [(modern_features >> (32 * i)) & 0xFFFF_FFFF for i in range(4)]
 
         # ---- registers ----
         dfsel = Signal(32)
@@ -182,7 +187,7 @@ class CommonCfg(wiring.Component):
         q_enable = Signal(nq)
         q_reset = Signal(nq)
         legacy = Signal()          # the driver negotiated through the legacy header (LEG-06)
-        legacy_host = feat[0] | (1 << Feature.ANY_LAYOUT) if p.transitional else feat[0]
+        legacy_host = (p.feature_words[0] | (1 << Feature.ANY_LAYOUT)) if p.transitional else feat[0]
 
         negotiated = Signal(128)
         m.d.comb += negotiated.eq(Mux(status[3] | legacy, Cat(*gfeat), 0))
@@ -360,7 +365,7 @@ class CommonCfg(wiring.Component):
                         with m.Else():
                             ok = Signal()
                             all_feat = Cat(*gfeat)
-                            offered = Const(p.features, 128)
+                            offered = Const(modern_features, 128)
                             checks = [(all_feat & ~offered) == 0, all_feat[Feature.VERSION_1],
                                       ~self.features_veto]
                             for f, reqs in FEATURE_REQUIRES.items():
