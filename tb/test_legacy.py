@@ -27,7 +27,10 @@ PARAMS = {
     "guard": VirtioPciParams(legacy_guard=True, mem_bar=2),
 }
 
-MODULES = [("legacy", "transitional"), ("legacy_mixed", "transitional"), ("legacy_guard", "guard")]
+#: the modern transport tests also run on the transitional build (the modern driver model on a
+#: device that has the legacy header too)
+MODULES = [("legacy", "transitional"), ("legacy_mixed", "transitional"), ("legacy_guard", "guard"),
+           ("transport_init", "transitional"), ("transport_runtime", "transitional")]
 
 
 @pytest.mark.parametrize("module,params", MODULES)

@@ -13,6 +13,8 @@ from tb.pcispec import Hdr
 from tb.virtio_driver import F, Status, VirtioPciDriver
 
 ANY_LAYOUT = 27
+NOTIFY_ON_EMPTY = 24
+LEGACY_ONLY = (1 << ANY_LAYOUT) | (1 << NOTIFY_ON_EMPTY)
 
 
 async def modern_state(env):
@@ -26,10 +28,12 @@ async def modern_state(env):
 
 @cocotb.test()
 async def legacy_then_modern_test(dut):
-    """LEG-06, CC-06, FEA-01: a legacy driver brings the device up, resets it, and a modern driver
-    (the Linux-like modern model, through the memory BAR of the same transitional device) then
-    negotiates VERSION_1 with FEATURES_OK: ``legacy`` falls, the back-end sees the modern feature
-    set and the modern queue addresses, doorbells come through the modern notify structure."""
+    """LEG-06, LEG-09, CC-06, FEA-01, FEA-03: a legacy driver brings the device up, resets it, and a
+    modern driver (the Linux-like modern model, through the memory BAR of the same transitional
+    device) then negotiates VERSION_1 with FEATURES_OK: ``legacy`` falls, device_feature shows no
+    legacy-only bit (ANY_LAYOUT, NOTIFY_ON_EMPTY: offered through the legacy header only), the
+    back-end sees the modern feature set and the modern queue addresses, doorbells come through
+    the modern notify structure."""
     env = LegacyTB(dut)
     await env.start()
     ldrv = env.drv
@@ -43,7 +47,9 @@ async def legacy_then_modern_test(dut):
     st = env.be.status()
     assert mdrv.negotiated(F.VERSION_1) and st["features_ok"] and env.port("legacy") == 0, st
     assert st["driver_features"] == mdrv.features, f"{st['driver_features']:#x} != {mdrv.features:#x}"
-    assert not st["driver_features"] >> ANY_LAYOUT & 1
+    assert not mdrv.device_features & LEGACY_ONLY, \
+        f"FEA-03: device_feature offers legacy-only bits {mdrv.device_features & LEGACY_ONLY:#x}"
+    assert not st["driver_features"] & LEGACY_ONLY
     for q, vq in mdrv.vqs.items():
         row = await env.be.read_queue(q)
         assert (row["desc"], row["driver"], row["device"], row["size"]) == \
