@@ -20,9 +20,11 @@ $(STAMP): pyproject.toml
 venv: $(STAMP)
 
 ## make sim: enumerate the device through the root-complex model, print its capabilities,
-## write a waveform (build/sim/waves.vcd) that GTKWave opens
+## write a waveform (build/sim/waves.vcd) that GTKWave opens.  A transitional PARAMS file is
+## brought up by the legacy driver; SIM_ARGS=--driver=modern|legacy chooses explicitly
+SIM_ARGS ?=
 sim: $(STAMP)
-	$(PY) -m sim.bringup $(PARAMS)
+	$(PY) -m sim.bringup $(PARAMS) $(SIM_ARGS)
 
 ## make test: the whole regression (unit tests on Amaranth's simulator + cocotb/Verilator)
 test: $(STAMP)

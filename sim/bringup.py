@@ -1,5 +1,10 @@
 """`make sim`: build with tracing, run the bring-up scenario, print what it found and write a
-waveform that GTKWave opens (build/sim/waves.vcd + waves.gtkw)."""
+waveform that GTKWave opens (build/sim/waves.vcd + waves.gtkw).
+
+A transitional build (``"transitional": true``, e.g. examples/virtio-net-transitional.json) is
+brought up by the legacy driver model through I/O BAR0; ``--driver modern|legacy`` (make sim
+SIM_ARGS=--driver=modern) chooses explicitly."""
+import argparse
 import os
 import sys
 
@@ -10,13 +15,21 @@ from .waves import WAVES_DIR, sanitize_vcd, write_gtkw
 
 
 def main(argv=None):
-    argv = sys.argv[1:] if argv is None else argv
-    params = VirtioPciParams.from_file(argv[0]) if argv else VirtioPciParams()
+    ap = argparse.ArgumentParser(prog="python -m sim.bringup", description=__doc__)
+    ap.add_argument("params", nargs="?", help="parameter file (JSON); default parameters without")
+    ap.add_argument("--driver", choices=("modern", "legacy"),
+                    help="driver model (default: legacy for a transitional build, else modern)")
+    args = ap.parse_args(sys.argv[1:] if argv is None else argv)
+    params = VirtioPciParams.from_file(args.params) if args.params else VirtioPciParams()
+    if args.driver == "legacy" and not params.transitional:
+        ap.error("--driver legacy needs a transitional build (\"transitional\": true)")
     os.makedirs(WAVES_DIR, exist_ok=True)
     report = os.path.join(WAVES_DIR, "bringup.txt")
     run_dir = os.path.join(WAVES_DIR, "run")
-    run_cocotb("tb.cocotb.bringup_test", params, waves=True, test_dir=run_dir,
-               extra_env={"VPCI_BRINGUP_OUT": report})
+    env = {"VPCI_BRINGUP_OUT": report}
+    if args.driver:
+        env["VPCI_BRINGUP_DRIVER"] = args.driver
+    run_cocotb("tb.cocotb.bringup_test", params, waves=True, test_dir=run_dir, extra_env=env)
     vcd = os.path.join(WAVES_DIR, "waves.vcd")
     sanitize_vcd(os.path.join(run_dir, "dump.vcd"), vcd)
     gtkw = write_gtkw(vcd, os.path.join(WAVES_DIR, "waves.gtkw"), width=params.data_width)

@@ -44,6 +44,7 @@ def test_foundation_width(module, width, tmp_path):
 
 
 def test_foundation_transitional(tmp_path):
-    params = VirtioPciParams(transitional=True, mem_bar=2)
+    from tb.test_legacy import PARAMS as LEGACY_PARAMS     # one transitional build for both
+    params = LEGACY_PARAMS["transitional"]
     run_cocotb("tb.cocotb.enumeration_test", params, testcase=["enumeration_ids_test", "bar_sizing_test"],
                test_dir=str(tmp_path), seed=_seed())

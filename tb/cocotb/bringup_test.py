@@ -2,7 +2,9 @@
 
 The root complex enumerates the RTL, the capability list is walked with config reads and
 printed (type, BAR, offset, length), and, when the virtio driver model is available, the driver
-takes the device to DRIVER_OK, rings every queue's doorbell and prints a TLP transcript.
+takes the device to DRIVER_OK, rings every queue's doorbell and prints a TLP transcript.  A
+transitional build is driven by the legacy driver model (tb/bringup_legacy.py) instead;
+``VPCI_BRINGUP_DRIVER=modern|legacy`` chooses explicitly.
 """
 import os
 
@@ -38,7 +40,8 @@ async def walk_caps(tb):
 @cocotb.test()
 async def bringup_test(dut):
     """PCI-02, PCI-03: enumerate and list the capabilities; with the driver scenario, bring the
-    device up, ring the doorbells and show MSI-X and INTx interrupts."""
+    device up, ring the doorbells and show MSI-X and INTx interrupts (a transitional build, or
+    VPCI_BRINGUP_DRIVER=legacy: the legacy driver through I/O BAR0)."""
     tb = TB(dut)
     await tb.init()
     dev = tb.dev
@@ -57,11 +60,20 @@ async def bringup_test(dut):
         else:
             lines.append(f"  {c['offset']:#04x} {CAP_NAMES.get(c['id'], hex(c['id']))}")
     assert any(c["id"] == 0x09 and c["cfg_type"] == 1 for c in caps)
+    driver = os.environ.get("VPCI_BRINGUP_DRIVER") or ("legacy" if tb.desc.params["transitional"]
+                                                       else "modern")
+    if driver not in ("legacy", "modern"):
+        raise ValueError(f"VPCI_BRINGUP_DRIVER must be 'legacy' or 'modern', not {driver!r}")
+    if driver == "legacy" and not tb.desc.params["transitional"]:
+        raise ValueError("the legacy driver needs a transitional build (\"transitional\": true)")
     try:
         from tb.bringup_driver import run_driver_scenario
     except ImportError:
         run_driver_scenario = None
-    if run_driver_scenario is not None:
+    if driver == "legacy":
+        from tb.bringup_legacy import run_legacy_scenario
+        lines += await run_legacy_scenario(tb)
+    elif run_driver_scenario is not None:
         lines += await run_driver_scenario(tb)
         from tb.bringup_interrupts import run_interrupt_scenario
         lines += await run_interrupt_scenario(tb)

@@ -13,7 +13,9 @@ from tb.virtio_driver import CfgType, F, NO_VECTOR, Status, VirtioPciDriver
 
 DESC = load_desc()
 P = DESC.params
-FEATURES = DESC.features()
+#: what device_feature offers: legacy-only bits (NOTIFY_ON_EMPTY on a transitional build) only
+#: appear in the legacy header's host features
+FEATURES = DESC.features() & ~((1 << 24) | (1 << 27))
 NQ = P["num_queues"]
 MULT = P["notify_off_multiplier"]
 ND = DESC.offers(F.NOTIFICATION_DATA)

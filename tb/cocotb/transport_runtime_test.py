@@ -16,7 +16,7 @@ from tb.virtio_driver import CfgType, F, NO_VECTOR, Status
 
 DESC = load_desc()
 P = DESC.params
-FEATURES = DESC.features()
+FEATURES = DESC.features() & ~((1 << 24) | (1 << 27))     # legacy-only bits: legacy header only
 NQ = P["num_queues"]
 MULT = P["notify_off_multiplier"]
 ND = DESC.offers(F.NOTIFICATION_DATA)

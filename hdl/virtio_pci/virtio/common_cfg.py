@@ -39,12 +39,14 @@ The 64-byte 1.3 layout at spec offsets.  Decisions where the specification leave
 Transitional devices (``params.transitional``) also answer the legacy header's view of the same
 state (bus DW addresses with bit 10 set, routed here by ``legacy.py``; VIRTIO 1.3 4.1.4.10, 2.7.2):
 
-* Host features are device feature bits 0-31 with ANY_LAYOUT added (LEG-09).  A guest-features
-  write, accepted until FEATURES_OK or DRIVER_OK is set, stores the bits also offered (the rest
-  read back 0, so the UNUSED bit 30 changes nothing), clears driver feature bits 32-127 (LEG-04) and
-  marks the driver legacy (``legacy``, LEG-06): its features are in force at once (there is no
-  FEATURES_OK step), doorbells and used-buffer notifications are allowed before DRIVER_OK
-  (LEG-08).  A modern driver whose FEATURES_OK is accepted (it needs VERSION_1) clears ``legacy``.
+* Host features are device feature bits 0-31 with ANY_LAYOUT added (LEG-09); NOTIFY_ON_EMPTY, when
+  offered, appears here only (device_feature never shows legacy-only bits: to a modern driver they
+  are reserved, FEA-03). A guest-features write, accepted until FEATURES_OK or DRIVER_OK is set,
+  stores the bits also offered (the rest read back 0, so the UNUSED bit 30 changes nothing), clears
+  driver feature bits 32-127 (LEG-04) and marks the driver legacy (``legacy``, LEG-06): its features
+  are in force at once (there is no FEATURES_OK step), doorbells and used-buffer notifications are
+  allowed before DRIVER_OK (LEG-08). A modern driver whose FEATURES_OK is accepted (it needs
+  VERSION_1) clears ``legacy``.
 * Queue address: a non-zero page frame number enables the selected queue with the legacy ring
   layout of its (maximum) size (LEG-10): descriptors at PFN*4096, the driver area right after the
   16*size bytes of descriptors, the device area at the next 4096 boundary after the driver area's
@@ -54,12 +56,15 @@ state (bus DW addresses with bit 10 set, routed here by ``legacy.py``; VIRTIO 1.
 * Queue size is read only (the maximum, or the size a modern driver set); queue select, the
   status (no FEATURES_OK in legacy: bit 3 is kept as it is, 0 resets as in the modern register),
   and the two MSI-X vector fields share the modern registers.
+* Once a modern driver's FEATURES_OK is accepted, legacy writes are ignored except a status of 0
+  (a legacy driver taking over resets the device first): they would otherwise clear DRIVER_OK,
+  move queue_select, remap vectors or reset and re-enable the modern driver's queues.
 """
 from amaranth.hdl import Cat, Const, Module, Mux, Signal, unsigned
 from amaranth.lib import data, memory, stream, wiring, enum
 from amaranth.lib.wiring import In, Out
 
-from ..params import Feature
+from ..params import LEGACY_ONLY_FEATURES, Feature
 from ..regbus import RegBusSignature
 
 __all__ = ["CommonCfg", "QueueRow", "QueueEvent", "QueueEventKind", "NO_VECTOR", "Status"]
@@ -178,7 +183,10 @@ class CommonCfg(wiring.Component):
         p = self._p
         nq = p.num_queues
         bus = self.bus
-        feat = p.feature_words
+        # the legacy-only bits a transitional device may offer (NOTIFY_ON_EMPTY) are offered
+        # through the legacy header only: to a modern driver they are reserved bits (FEA-03)
+        modern_features = p.features & ~LEGACY_ONLY_FEATURES
+        feat = [(modern_features >> (32 * i)) & 0xFFFF_FFFF for i in range(4)]
 
         # ---- registers ----
         dfsel = Signal(32)
@@ -191,7 +199,7 @@ class CommonCfg(wiring.Component):
         gen_dirty = Signal()
         qsel = Signal(16)
         legacy = Signal()          # the driver negotiated through the legacy header (LEG-06)
-        legacy_host = feat[0] | (1 << Feature.ANY_LAYOUT) if p.transitional else feat[0]
+        legacy_host = (p.feature_words[0] | (1 << Feature.ANY_LAYOUT)) if p.transitional else feat[0]
 
         negotiated = Signal(128)
         m.d.comb += negotiated.eq(Mux(status[3] | legacy, Cat(*gfeat), 0))
@@ -379,7 +387,7 @@ class CommonCfg(wiring.Component):
                         with m.Else():
                             ok = Signal()
                             all_feat = Cat(*gfeat)
-                            offered = Const(p.features, 128)
+                            offered = Const(modern_features, 128)
                             checks = [(all_feat & ~offered) == 0, all_feat[Feature.VERSION_1],
                                       ~self.features_veto]
                             for f, reqs in FEATURE_REQUIRES.items():
@@ -506,7 +514,6 @@ class CommonCfg(wiring.Component):
 
     def _legacy_write(self, m, v):
         """Writes through the legacy header's view (bus DW address bit 10 set)."""
-        p = self._p
         bus, be, wd, merge, touched = v["bus"], v["be"], v["wd"], v["merge"], v["touched"]
         status, gfeat, legacy, qsel_next, qsel = (v["status"], v["gfeat"], v["legacy"],
                                                   v["qsel_next"], v["qsel"])
@@ -516,10 +523,14 @@ class CommonCfg(wiring.Component):
                                                      v["resetting"])
         legal_vector = v["legal_vector"]
         lwr = bus.en & bus.ready & bus.write & ~resetting & bus.addr[10]
+        # FEATURES_OK is only ever set by a modern driver (it needs VERSION_1): from then on the
+        # legacy header may reset the device (a legacy driver taking over writes status 0) but
+        # changes nothing else the modern driver set up
+        modern = status[3]
         with m.If(lwr):
             with m.Switch(bus.addr[:10]):
                 with m.Case(1):
-                    with m.If(~status[3] & ~status[2] & touched(0, 4)):
+                    with m.If(~modern & ~status[2] & touched(0, 4)):
                         m.d.sync += [gfeat[0].eq(merge(gfeat[0], 0, 4) & v["legacy_host"]),
                                      *[g.eq(0) for g in gfeat[1:]], legacy.eq(1)]
                 with m.Case(2):
@@ -529,7 +540,7 @@ class CommonCfg(wiring.Component):
                     # legacy ring layout (2.7.2 legacy interface): desc 16*size bytes, avail ring
                     # 6+2*size bytes, used ring at the next 4096-byte boundary
                     used_pages = ((size << 4) + (size << 1) + 6 + 4095) >> 12
-                    with m.If(sel_valid & ~sel_resetting & touched(0, 4)):
+                    with m.If(sel_valid & ~sel_resetting & touched(0, 4) & ~modern):
                         with m.If((pfn != 0) & ~sel_enabled):
                             m.d.comb += [
                                 new_row.desc.eq(Cat(Const(0, 12), pfn)),
@@ -545,18 +556,18 @@ class CommonCfg(wiring.Component):
                             m.d.sync += [ev.valid.eq(1), ev.payload.queue.eq(qsel),
                                          ev.payload.kind.eq(QueueEventKind.RESET)]
                 with m.Case(3):
-                    with m.If(be[2] | be[3]):
+                    with m.If((be[2] | be[3]) & ~modern):
                         m.d.comb += qsel_next.eq(merge(qsel, 2, 2))
                 with m.Case(4):
                     with m.If(be[2]):
                         s = wd[16:24]
                         with m.If(s == 0):
                             m.d.sync += resetting.eq(1)
-                        with m.Else():
+                        with m.Elif(~modern):
                             m.d.sync += status.eq(Cat(s[:3], status[3], Const(0, 2), status[6], s[7]))
                 with m.Case(5):
-                    with m.If(touched(0, 2)):
+                    with m.If(touched(0, 2) & ~modern):
                         m.d.sync += cfg_vec.eq(legal_vector(merge(cfg_vec, 0, 2)))
-                    with m.If(sel_valid & touched(2, 2)):
+                    with m.If(sel_valid & touched(2, 2) & ~modern):
                         m.d.comb += [new_row.vector.eq(legal_vector(merge(row.vector, 2, 2))),
                                      row_we.eq(1)]
