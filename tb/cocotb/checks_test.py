@@ -11,7 +11,7 @@ from cocotb.triggers import ClockCycles, RisingEdge
 
 
 @cocotb.test()
-async def checks_scenario(dut):
+async def checks_scenario_test(dut):
     steps = json.loads(os.environ["VPCI_CHECKS_STEPS"])
     Clock(dut.clk, 10, unit="ns").start()
     dut.rst.value = 1
