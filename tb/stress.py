@@ -47,7 +47,8 @@ Resets (all counted; ``RESETS`` line at the end): a virtio device reset (device_
 queue resets start from the random traffic and are acknowledged by the back-end at a later random
 sync point while traffic went on; Function Level Reset and the conventional reset are injected at
 random points, half of them with requests in flight (an FLR behind queued requests: their
-completions may or may not come, their doorbells and queue events must; a conventional reset in
+completions may or may not come (``cpl_dropped_flr`` counts those that did not: 0 so far, the
+RTL sends them all), their doorbells and queue events must; a conventional reset in
 the middle of an ``rx`` TLP with more queued and answers pending: whatever was not out is lost),
 after which the device is set up again (BAR, Memory Space and Bus Master Enable, MSI-X: every
 table entry is rewritten after a conventional reset with writes in flight, as the table RAM keeps
@@ -126,8 +127,9 @@ class Stress:
         self.be.qevent_sink.on_item = self._on_qevent
         self.tag = 0
         self.stats = dict(tlps=0, reads=0, writes=0, cfg=0, window=0, bad=0, completions=0,
-                          cpl_dropped=0, doorbells=0, qevents=0, irq_requests=0, irq_dropped=0,
-                          irq_bursts=0, msix_msgs=0, intx_msgs=0, virtio_resets=0, qresets=0,
+                          cpl_dropped=0, cpl_dropped_flr=0, doorbells=0, qevents=0,
+                          irq_requests=0, irq_dropped=0, irq_bursts=0, msix_msgs=0, intx_msgs=0,
+                          virtio_resets=0, qresets=0,
                           flr=0, flr_inflight=0, rst=0, rst_inflight=0, syncs=0)
         self.virtio_reset_pending = False
         self.qreset_pending = set()
@@ -202,7 +204,8 @@ class Stress:
         elif len(d) == 5 and d[0] == 0x6000_0001:
             addr, data = d[2] << 32 | d[3], d[4]
             if not d[2]:
-                self._fail(f"MSI-X write with a 4-DW header for a 32-bit address {[hex(x) for x in d]}")
+                self._fail(f"MSI-X write with a 4-DW header for a 32-bit address "
+                           f"{[hex(x) for x in d]}")
         else:
             self._fail(f"malformed MSI-X write {[hex(x) for x in d]}")
             return
@@ -886,6 +889,7 @@ class Stress:
             self.stats["flr_inflight"] += 1
         else:
             await self.quiesce()
+        dropped = self.stats["cpl_dropped"]
         m = self.model
         dw = m.cfg.dword_of("pcie_devctl")
         cur = m.cfg.read(dw)
@@ -896,6 +900,7 @@ class Stress:
         self.virtio_reset_pending = False
         self.qreset_pending.clear()
         await self.quiesce(check=False)
+        self.stats["cpl_dropped_flr"] += self.stats["cpl_dropped"] - dropped
         await ClockCycles(self.dut.clk, 8)
         self.be._pending_qresets.clear()
         self.stats["flr"] += 1

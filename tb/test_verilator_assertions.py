@@ -109,6 +109,7 @@ def test_verilator_assertion(name, tmp_path):
         assert "finished without an assertion" in text, text[-3000:]
         assert "Assertion failed" not in text, text[-3000:]
     else:
-        assert stopped and failed == total == 1, f"{name}: the simulation did not fail\n{text[-3000:]}"
+        assert stopped and failed == total == 1, \
+            f"{name}: the simulation did not fail\n{text[-3000:]}"
         assert message in text, f"{name}: {message!r} not in the simulator output\n{text[-3000:]}"
         assert "finished without an assertion" not in text, text[-3000:]
