@@ -28,8 +28,10 @@ table), ``pci_cfg_data`` read and written with random byte enables; the model an
 the first bytes, side effects such as ISR read-to-clear, doorbells, common-config writes).
 
 Interrupts (``irq_burst``): at drained points 1 to 5 back-end ``irq`` requests (existing queues,
-queues past num_queues, configuration changes), back to back or with gaps, after which the
-random traffic goes on (mask / unmask, Function Mask, MSI-X Enable, Bus Master Enable, table
+queues past num_queues, configuration changes), back to back or with gaps, half of the time
+spread over a stream of requests that leave the interrupt state alone (reads other than ISR, PBA
+and config space; doorbells), so that MSI-X writes and INTx messages interleave with their
+completions on ``tx``; after that the random traffic goes on (mask / unmask, Function Mask, MSI-X Enable, Bus Master Enable, table
 writes, PBA and ISR reads, resets).  The model (``RefModel.irq_request``, ``IrqModel``) gates
 them like ``irq_allowed`` (DRIVER_OK, not resetting, queue enabled and not in reset), sets the
 ISR bits, resolves the vector (NO_VECTOR and vectors past the table send nothing) and keeps per
@@ -63,7 +65,8 @@ conventional (77 with requests in flight), 214 FLR (99 in flight), 197 virtio de
 Not covered (left for later): BAR reprogramming after setup, device-config updates and
 DEVICE_NEEDS_RESET from the back-end (so no ``config_event`` interrupts), requests sent *after*
 an FLR request before it completed (software waits 100 ms), interrupt requests while TLPs are in
-flight (they are issued at drained points, so that the ISR, the gating and the vector lookup are
+flight that change or read the interrupt state (the requests are issued at drained points or
+beside requests that commute with them, so that the ISR, the gating and the vector lookup are
 exact; the messages themselves overlap the traffic that follows).
 """
 import logging
@@ -71,6 +74,7 @@ import os
 import random
 import time
 
+import cocotb
 from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles, with_timeout
 from cocotb.utils import get_sim_time
@@ -128,7 +132,7 @@ class Stress:
         self.tag = 0
         self.stats = dict(tlps=0, reads=0, writes=0, cfg=0, window=0, bad=0, completions=0,
                           cpl_dropped=0, cpl_dropped_flr=0, doorbells=0, qevents=0,
-                          irq_requests=0, irq_dropped=0, irq_bursts=0, msix_msgs=0, intx_msgs=0,
+                          irq_requests=0, irq_dropped=0, irq_bursts=0, irq_overlapped=0, msix_msgs=0, intx_msgs=0,
                           virtio_resets=0, qresets=0,
                           flr=0, flr_inflight=0, rst=0, rst_inflight=0, syncs=0)
         self.virtio_reset_pending = False
@@ -632,7 +636,7 @@ class Stress:
             return self.rng.randrange(self.nvec)
         return 0xFFFF if r < 0.9 else self.rng.randrange(self.nvec, 0x10000)
 
-    async def msix_setup(self, rewrite=False):
+    async def msix_setup(self, rewrite=False, enable=None):
         """A driver's MSI-X setup: table entries (32- and 64-bit addresses), some vectors
         unmasked, MSI-X Enable (sometimes Function Mask) or, 40% of the time, INTx only.
         ``rewrite``: every entry is written (the table RAM is not reset by a conventional reset,
@@ -646,10 +650,10 @@ class Stress:
                 lo = rng.randrange(1 << 32) & ~3 if rng.random() < 0.95 else rng.randrange(1 << 32)
                 await self.send(self.mem(True, base + 16 * v, 3, 0xF, 0xF,
                                          [lo, hi, rng.randrange(1 << 32)]))
-            if rng.random() < 0.7:
+            if enable or rng.random() < 0.7:
                 await self.send(self.mem(True, base + 16 * v + 12, 1, 0xF, 0, [0]))
-        fm = int(rng.random() < 0.15)
-        en = int(rng.random() < 0.6)
+        fm = 0 if enable else int(rng.random() < 0.15)
+        en = int(rng.random() < 0.6) if enable is None else int(enable)
         await self.send(self.cfg(True, m.cfg.dword_of("msix_control"), 0x8,
                                  (en << 7 | fm << 6) << 24))
         await self._cfg_quiet()
@@ -779,10 +783,29 @@ class Stress:
         await self.quiesce()
         n = rng.randrange(1, 6)
         self.stats["irq_bursts"] += 1
+        reqs = []
         for _ in range(n):
             config = rng.random() < 0.2
             r = rng.random()
             q = rng.randrange(self.nq) if r < 0.9 else rng.randrange(self.nq, 1 << 16)
+            reqs.append((q, config, rng.random() < 0.4, rng.randrange(12)))
+        if rng.random() < 0.5:
+            await self._irq_requests(reqs)
+        else:
+            # the same requests spread over cycles in which requests that leave the interrupt
+            # state alone (reads other than ISR / PBA / config space, doorbells) are in flight:
+            # MSI-X writes and INTx messages interleave with their completions on tx
+            self.stats["irq_overlapped"] += 1
+            task = cocotb.start_soon(self._irq_requests(reqs))
+            for _ in range(rng.randrange(2, 24)):
+                await self.neutral_tlp()
+            await task
+        await self.be.irq_idle()
+        await ClockCycles(self.dut.clk, 4)
+
+    async def _irq_requests(self, reqs):
+        """Offer ``reqs`` ((queue, config, gap?, gap cycles)) on the ``irq`` port, in order."""
+        for q, config, gap, cycles in reqs:
             if self.mutate != "irq_lost":
                 ok, _ = self.model.irq_request(q, config)
                 if not ok:
@@ -790,11 +813,27 @@ class Stress:
             self.stats["irq_requests"] += 1
             self.last_tlp.append(f"irq queue {q} config {int(config)}")
             self.be.irq(queue=q, config=config)
-            if rng.random() < 0.4:
+            if gap:
                 await self.be.irq_idle()
-                await ClockCycles(self.dut.clk, rng.randrange(4))
-        await self.be.irq_idle()
-        await ClockCycles(self.dut.clk, 4)
+                await ClockCycles(self.dut.clk, cycles)
+
+    async def neutral_tlp(self):
+        """A request that does not touch what interrupt delivery depends on or shows (so it
+        commutes with ``irq`` requests): a read of common / device / notify / MSI-X table / a
+        gap, or a doorbell."""
+        rng = self.rng
+        while True:
+            dw, room = self.rand_region_dw()
+            name, _ = self.model.region_of(dw)
+            if name not in ("isr", "msix_pba"):
+                break
+        base = self.model.bar_base
+        if name == "notify" and rng.random() < 0.5:
+            fbe = rng.choice([0xF, 0x3, 0xC])
+            await self.send(self.mem(True, base + 4 * dw, 1, fbe, 0, [self.notify_data()]))
+            return
+        n = min(room, rng.randrange(1, 9))
+        await self.send(self.mem(False, base + 4 * dw, n, *self.rand_be(n)))
 
     async def window_access(self):
         """A PCI-cfg window access (VIRTIO 4.1.4.9): now and then the capability's bar, offset
@@ -952,6 +991,13 @@ class Stress:
         rng = self.rng
         await self.setup()
         await self.driver_init()
+        # every run starts with MSI-X on, every vector unmasked and one request per queue and a
+        # configuration change, so that each run (the short ones of tb/test_stress.py too)
+        # delivers MSI-X writes
+        await self.msix_setup(enable=True)
+        await self.quiesce()
+        await self._irq_requests([(q, False, False, 0) for q in range(self.nq)]
+                                 + [(0, True, False, 0)])
         next_sync = rng.randrange(50, 400)
         while self.stats["tlps"] < self.count:
             r = rng.random()
