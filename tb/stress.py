@@ -56,11 +56,12 @@ after which the device is set up again (BAR, Memory Space and Bus Master Enable,
 table entry is rewritten after a conventional reset with writes in flight, as the table RAM keeps
 its contents) with checked traffic; nothing may hang.
 
-Figures (shared 2-core machine, load average 7 to 9): the default 1,000,000 TLPs (seed
-1309812501) passed in 244 s, 4,096 TLPs/s, with 1,350 MSI-X writes, 1,302 INTx messages, 10,676
-interrupt requests (5,221 not allowed), 13,902 window accesses and 2,402 resets: 144
-conventional (77 with requests in flight), 214 FLR (99 in flight), 197 virtio device resets,
-1,847 queue resets.  COUNT=200000 SEED=20261124: 51 s, 482 resets (27 / 51 / 28 / 376).
+Figures (shared 2-core machine, load average 4 to 13 from other jobs): the default 1,000,000
+TLPs (seed 1438770328) passed in 223 s, 4,489 TLPs/s, with 1,256 MSI-X writes, 1,136 INTx
+messages, 10,515 interrupt requests (5,074 not allowed), 13,747 window accesses and 2,215
+resets: 152 conventional (81 with requests in flight), 224 FLR (115 in flight), 196 virtio
+device resets, 1,643 queue resets.  COUNT=200000 SEED=20261124: 34 s, 453 resets (20 / 47 / 31
+/ 355).
 
 Not covered (left for later): BAR reprogramming after setup, device-config updates and
 DEVICE_NEEDS_RESET from the back-end (so no ``config_event`` interrupts), requests sent *after*
