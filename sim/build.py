@@ -15,7 +15,7 @@ from virtio_pci.params import VirtioPciParams
 
 from .toolchain import setup_verilator
 
-__all__ = ["build", "ROOT", "TOPLEVEL", "fix_constant_always"]
+__all__ = ["build", "verilate", "ROOT", "TOPLEVEL", "fix_constant_always"]
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TOPLEVEL = "virtio_pci_ep"
@@ -49,12 +49,30 @@ def _key(params, waves, coverage):
     return h.hexdigest()[:12]
 
 
+def verilate(vpath, toplevel, sim_dir, *, waves=False, coverage=False, log_file=None):
+    """Compile the Verilog Amaranth emitted (``vpath``) with Verilator the way every test build is
+    compiled: constant ``always @*`` fixed, ``--assert`` (simulation assertions stop the run).
+    Also used by tb/test_verilator_assertions.py, which shows that those assertions fire."""
+    from cocotb_tools.runner import get_runner
+
+    with open(vpath) as f:
+        text = f.read()
+    with open(vpath, "w") as f:
+        f.write(fix_constant_always(text))
+    args = ["-Wno-fatal", "-Wno-lint", "-Wno-style", "--assert"]
+    if waves:
+        args += ["--trace", "--trace-structs"]
+    if coverage:
+        args += ["--coverage-line", "--coverage-toggle"]
+    runner = get_runner("verilator")
+    runner.build(sources=[vpath], hdl_toplevel=toplevel, build_dir=sim_dir, build_args=args,
+                 always=True, waves=waves, log_file=log_file)
+
+
 def build(params=None, *, waves=False, coverage=False, build_root=None, assertions=True):
     """Return (build_dir, description dict).  Rebuilds only when the HDL or parameters changed.
     ``assertions``: compile the simulation assertions of hdl/virtio_pci/checks.py in (Verilator
     stops at the first failing one, ``--assert``)."""
-    from cocotb_tools.runner import get_runner
-
     params = params or VirtioPciParams()
     if assertions and not params.assertions:
         params = params.replace(assertions=True)
@@ -70,18 +88,7 @@ def build(params=None, *, waves=False, coverage=False, build_root=None, assertio
         jpath = os.path.join(bdir, f"{TOPLEVEL}.json")
         if not os.path.exists(stamp):
             emit(params, bdir, TOPLEVEL)
-            with open(vpath) as f:
-                text = f.read()
-            with open(vpath, "w") as f:
-                f.write(fix_constant_always(text))
-            args = ["-Wno-fatal", "-Wno-lint", "-Wno-style", "--assert"]
-            if waves:
-                args += ["--trace", "--trace-structs"]
-            if coverage:
-                args += ["--coverage-line", "--coverage-toggle"]
-            runner = get_runner("verilator")
-            runner.build(sources=[vpath], hdl_toplevel=TOPLEVEL, build_dir=os.path.join(bdir, "sim"),
-                         build_args=args, always=True, waves=waves)
+            verilate(vpath, TOPLEVEL, os.path.join(bdir, "sim"), waves=waves, coverage=coverage)
             open(stamp, "w").close()
         with open(jpath) as f:
             desc = json.load(f)

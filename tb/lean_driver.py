@@ -9,6 +9,9 @@ DW lists and collects ``tx`` beats into DW lists, one coroutine each:
 * the tx coroutine holds ``ready`` low with probability ``tx_stall`` in each cycle that ``valid``
   is high; every complete TLP goes to ``on_tlp(dws)``.  It also checks the stream rules it can
   see from outside: a TLP starts with ``first``, ends with ``last``, keep is contiguous from lane 0.
+* ``abort()`` and ``reset_tx()`` are for a conventional reset with requests in flight: the TLP
+  on ``rx`` is cut at the next edge and the queue forgotten; a ``tx`` TLP cut by the reset is
+  dropped.
 
 Both coroutines run Python per cycle only while their stream is busy; randomness comes from the
 given ``random.Random``, so a run reproduces from its seed.
@@ -41,6 +44,8 @@ class LeanDriver:
         self.sent = 0
         self.received = 0
         self.errors = []
+        self._abort = False
+        self._beats = []
         dut.rx__valid.value = 0
         dut.tx__ready.value = 1
         self._rx = cocotb.start_soon(self._rx_loop())
@@ -63,6 +68,17 @@ class LeanDriver:
         """Forget TLPs not yet started (before a conventional reset)."""
         self.queue.clear()
 
+    def abort(self):
+        """Conventional reset with requests in flight: forget every TLP not yet sent, and stop
+        driving the one on ``rx`` now (at the next clock edge, even in the middle of it)."""
+        self.queue.clear()
+        if not self.idle.is_set():
+            self._abort = True
+
+    def reset_tx(self):
+        """Forget the beats of a ``tx`` TLP cut short by a conventional reset."""
+        self._beats = []
+
     async def _rx_loop(self):
         dut, clk, w, rng = self.dut, self.clk, self.width, self.rng
         valid = dut.rx__valid
@@ -71,6 +87,7 @@ class LeanDriver:
         driven = 0
         while True:
             if not self.queue:
+                self._abort = False         # nothing on rx to cut (abort() raced with send())
                 if driven:
                     valid.value = driven = 0
                 self.idle.set()
@@ -86,13 +103,24 @@ class LeanDriver:
                     if driven:
                         valid.value = driven = 0
                     await RisingEdge(clk)
+                    if self._abort:
+                        break
                 payload.value = pack_beat(data, keep, first, last, w)
                 if not driven:
                     valid.value = driven = 1
                 while True:
                     await RisingEdge(clk)
-                    if ready.value:
+                    if ready.value or self._abort:
                         break
+                if self._abort:
+                    break
+            if self._abort:
+                self._abort = False
+                self.queue.clear()
+                self.low.set()
+                if driven:
+                    valid.value = driven = 0
+                continue
             self.sent += 1
 
     async def _tx_loop(self):
@@ -100,7 +128,7 @@ class LeanDriver:
         valid, ready, payload = dut.tx__valid, dut.tx__ready, dut.tx__payload
         rdy = 1
         ready.value = 1
-        beats = []
+        self._beats = []
         while True:
             await RisingEdge(clk)
             if not valid.value:
@@ -109,6 +137,7 @@ class LeanDriver:
                 await RisingEdge(valid)
                 continue
             if rdy:
+                beats = self._beats
                 data, keep, first, last = unpack_beat(int(payload.value), w)
                 if bool(first) != (not beats):
                     self.errors.append(f"tx: beat with first={first} after {len(beats)} beats")
@@ -117,7 +146,7 @@ class LeanDriver:
                 beats.append((data, keep, first, last))
                 if last:
                     dws = beats_to_dws(beats, w)
-                    beats = []
+                    self._beats = []
                     self.received += 1
                     self.on_tlp(dws)
             new = 0 if (self.tx_stall and rng.random() < self.tx_stall) else 1

@@ -11,7 +11,14 @@ Data sources:
   independent decoder ``tb/unit/pcie_rules.py``;
 * configuration space: reset values and RW / RW1C masks of
   ``virtio_pci.config.capabilities.build_config_image(params)`` (Initiate FLR is a strobe that reads
-  0; Status.Interrupt Status is dynamic, 0 here because the stress drives no interrupts);
+  0; Status.Interrupt Status is dynamic: ISR non-zero while MSI-X is disabled);
+* the PCI-cfg window (``pci_cfg_data``, VIRTIO 4.1.4.9, the rules of
+  ``virtio/pci_cfg_window.py``'s docstring): a write stores the enabled bytes and, through a valid
+  window, writes the first ``length`` bytes of the data to the BAR; a read through a valid window
+  returns the ``length`` bytes at ``offset`` in the first bytes, anything else reads 0;
+* interrupts (``irq_request``): the ``irq_allowed`` gating, ISR bits, and MSI-X delivery as a set
+  of allowed outcomes per vector (``IrqModel``), since when a pending message leaves relative to
+  later requests is not predictable to the cycle; INTx Assert/Deassert from the ISR;
 * common configuration: ``tb/virtio_model.py``; ISR (read with byte 0 clears), device
   configuration (read-only register file / the back-end model's bytes), notify doorbells (the
   rules of ``virtio/notify.py``'s docstring), MSI-X table (byte-enabled entries, Mask bit 0 of
@@ -27,11 +34,14 @@ from virtio_pci.params import VirtioPciParams
 from virtio_pci.tlp.layouts import Space
 
 from .unit.pcie_rules import Env, decode_header, ref_ops
+from .virtio_driver import NO_VECTOR
 from .virtio_model import CommonCfgModel
 
-__all__ = ["RefModel", "Answer", "cpl_dws"]
+__all__ = ["RefModel", "Answer", "cpl_dws", "IrqModel"]
 
 DATA_MASK = 0xFFFF_FFFF
+MSG_LOCAL = 0x34                # Msg, 4-DW header, routed local (INTx messages)
+ASSERT_INTA, DEASSERT_INTA = 0x20, 0x24
 
 
 def bytemask(be):
@@ -100,6 +110,74 @@ class ConfigModel:
         return self.fields[name].dword
 
 
+class IrqModel:
+    """MSI-X delivery as what the function may and must do, per vector.
+
+    Interrupt requests are applied at drained points (every earlier TLP done, nothing in flight),
+    so the event itself, its vector, the ISR bits and whether the vector is deliverable at that
+    moment are exact.  What is not exact is *when* a message leaves: a deliverable pending vector
+    goes out at some cycle after it became deliverable, so a PBA read, a mask write or a reset
+    that follows may find it sent or not.  Per vector:
+
+    * ``pend``: the pending bit: 0, 1, or None (unknown: a message may have started);
+    * ``owed``: a message must arrive before the next drained point (an event, or an unmask of
+      a pending vector, while deliverable; cleared by the first message, or when the vector stops
+      being deliverable, which makes ``pend`` unknown);
+    * ``maxmsg``: messages that may still arrive (each event or unmask while deliverable adds one,
+      so coalescing of several events into one message is allowed, extra messages are not);
+    * ``cand_addr`` / ``cand_data``: values the entry's address and data had since then (a message
+      carries the entry as it is when the message starts);
+    * ``ev`` / ``rcv``: events and messages since the pending bit was last known.
+
+    At a drained point (``resolve``), with the PBA as read: a deliverable vector must be sent and
+    not pending, an owed message must have arrived, a known pending bit must be what the PBA
+    shows, and an unknown one must be 1 if no message came since its events and 0 if every event
+    got its own message; afterwards every bit is known again and no message may come unless a
+    new event or an unmask asks for one.  INTx: messages must alternate, be no more than the
+    changes of the wanted state (ISR non-zero, MSI-X off, Interrupt Disable clear), and leave
+    the line in the wanted state at a drained point.
+    """
+
+    def __init__(self, nvec):
+        self.nvec = nvec
+        self.reset_all()
+
+    def reset_all(self):
+        n = self.nvec
+        self.pend = [0] * n
+        self.owed = [False] * n
+        self.maxmsg = [0] * n
+        self.ev = [0] * n
+        self.rcv = [0] * n
+        self.cand_addr = [set() for _ in range(n)]
+        self.cand_data = [set() for _ in range(n)]
+        self.deliv = 0
+        self.intx_want = False
+        self.intx_dut = False          # the state the last INTx message announced
+        self.intx_trans = 0
+        self.intx_msgs = 0
+
+    def clear(self):
+        """Virtio reset or FLR: pending bits dropped (a message already started may finish)."""
+        for v in range(self.nvec):
+            self.pend[v] = 0
+            self.owed[v] = False
+            self.ev[v] = self.rcv[v] = 0
+
+    def pba_word(self, i):
+        """(value, unknown bits) of PBA DW ``i``."""
+        val = unk = 0
+        for b in range(32):
+            v = 32 * i + b
+            if v >= self.nvec:
+                break
+            if self.pend[v] is None:
+                unk |= 1 << b
+            elif self.pend[v]:
+                val |= 1 << b
+        return val, unk
+
+
 class RefModel:
     def __init__(self, desc_params, dcfg_bytes=None):
         """``desc_params``: the ``parameters`` dict of the JSON description."""
@@ -117,6 +195,10 @@ class RefModel:
         self.completer_id = 0
         self.err_log = []                           # (seq, dw, bits) of hardware-set bits
         self.seq = 0
+        self.irq = IrqModel(self.nvec)
+        self.win_dw = self.cfg.dword_of("pci_cfg_data")
+        self.status_dw = self.cfg.dword_of("status")
+        self._dc = 0                                # don't-care bits of the last mem_read
         self.reset(conventional=True)
 
     # ---- resets ----
@@ -126,12 +208,19 @@ class RefModel:
         self.common = CommonCfgModel.from_params(self.dparams)
         self.isr = 0
         self.mask = (1 << self.nvec) - 1
+        self.win_stored = 0
         if conventional:
             self.completer_id = 0
+            self.irq.reset_all()        # the INTx state too: no message, the line is deasserted
+        else:
+            self.irq.clear()            # FLR: pending bits dropped, INTx deasserted by message
+        self._irq_update()
 
     def virtio_reset_done(self):
         self.common.reset_done()
         self.isr = 0
+        self.irq.clear()
+        self._irq_update()
 
     def qreset_done(self, q):
         self.common.qreset_done(q)
@@ -145,6 +234,161 @@ class RefModel:
     @property
     def command(self):
         return self.cfg.field("command")
+
+    # ---- interrupts ----
+    def deliverable(self):
+        """Bit mask of the vectors an MSI-X message may be sent for now."""
+        c = self.cfg
+        if c.field("msix_enable") and not c.field("msix_fmask") and self.command >> 2 & 1:
+            return ~self.mask & ((1 << self.nvec) - 1)
+        return 0
+
+    def entry(self, v):
+        """(message address, data) of table entry ``v`` as a message carries them (address
+        bits 1:0 are sent as 0)."""
+        r = self.msix_ram
+        return (r[4 * v + 1] << 32 | r[4 * v]) & ~3, r[4 * v + 2]
+
+    def intx_want(self):
+        return bool(self.isr and not self.cfg.field("msix_enable")
+                    and not self.command >> 10 & 1)
+
+    def _irq_update(self):
+        """After any change: vectors that became (not) deliverable, the wanted INTx state."""
+        q = self.irq
+        new = self.deliverable()
+        changed = new ^ q.deliv
+        if changed:
+            for v in range(self.nvec):
+                if not changed >> v & 1:
+                    continue
+                if new >> v & 1:                # unmasked (or enabled): a pending one must go
+                    if q.pend[v] == 1:
+                        q.pend[v] = None
+                        q.owed[v] = True
+                        q.maxmsg[v] += 1
+                    elif q.pend[v] is None:
+                        q.maxmsg[v] += 1
+                    if q.pend[v] is None:
+                        a, d = self.entry(v)
+                        q.cand_addr[v].add(a)
+                        q.cand_data[v].add(d)
+                else:                           # masked: sent, or pending (unknown until read)
+                    q.owed[v] = False
+            q.deliv = new
+        w = self.intx_want()
+        if w != q.intx_want:
+            q.intx_want = w
+            q.intx_trans += 1
+
+    def irq_request(self, queue, config):
+        """An ``irq`` request at a drained point.  Returns (allowed, vector or None)."""
+        c = self.common
+        allowed = bool(c.status & 0x04) and not c.resetting
+        if not config:
+            allowed = allowed and queue < self.nq and c.queues[queue].enabled \
+                and not c.queues[queue].resetting
+        if not allowed:
+            return False, None
+        msix = self.cfg.field("msix_enable")
+        if config:
+            self.isr |= 2
+        elif not msix:
+            self.isr |= 1
+        vec = None
+        if msix:
+            v = c.cfg_vec if config else c.queues[queue].vector
+            if v != NO_VECTOR and v < self.nvec:
+                vec = v
+                q = self.irq
+                q.ev[v] += 1
+                if self.deliverable() >> v & 1:
+                    q.pend[v] = None
+                    q.owed[v] = True
+                    q.maxmsg[v] += 1
+                    a, d = self.entry(v)
+                    q.cand_addr[v].add(a)
+                    q.cand_data[v].add(d)
+                else:
+                    q.pend[v] = 1
+        self._irq_update()
+        return True, vec
+
+    def msix_message(self, addr, data):
+        """An MSI-X write seen on the link: None, or why it is not allowed."""
+        q = self.irq
+        best = None
+        for v in range(self.nvec):
+            if q.maxmsg[v] > 0 and addr in q.cand_addr[v] and data in q.cand_data[v]:
+                if best is None or (q.owed[v] and not q.owed[best]):
+                    best = v
+        if best is None:
+            why = []
+            for v in range(self.nvec):
+                a, d = self.entry(v)
+                why.append(f"v{v}: may {q.maxmsg[v]} pend {q.pend[v]} deliv {q.deliv >> v & 1} "
+                           f"entry {a:#x}/{d:#x}")
+            return f"MSI-X write addr {addr:#x} data {data:#x} not allowed now ({'; '.join(why)})"
+        q.maxmsg[best] -= 1
+        q.rcv[best] += 1
+        q.owed[best] = False
+        return None
+
+    def intx_message(self, assert_):
+        q = self.irq
+        if assert_ == q.intx_dut:
+            return f"INTx {'Assert' if assert_ else 'Deassert'} while already in that state"
+        q.intx_dut = assert_
+        q.intx_msgs += 1
+        if q.intx_msgs > q.intx_trans:
+            return (f"INTx {'Assert' if assert_ else 'Deassert'}: {q.intx_msgs} messages for "
+                    f"{q.intx_trans} changes of the wanted state")
+        return None
+
+    def missing_msix(self):
+        """Vectors that still owe a message while deliverable."""
+        q = self.irq
+        return [v for v in range(self.nvec) if q.owed[v] and q.deliv >> v & 1]
+
+    def resolve(self, pba):
+        """At a drained point: ``pba`` the bits read from the PBA (None: not read).  Returns the
+        list of violations; afterwards every pending bit is known."""
+        q = self.irq
+        errs = []
+        for v in range(self.nvec):
+            if q.owed[v]:
+                errs.append(f"MSI-X message for vector {v} missing (deliverable)")
+            if pba is None:             # PBA not readable (Memory Space off): known bits stay
+                if q.deliv >> v & 1:
+                    q.pend[v] = 0
+                continue
+            a = pba >> v & 1
+            if q.deliv >> v & 1:
+                if a:
+                    errs.append(f"PBA bit {v} set while the vector is deliverable")
+            elif q.pend[v] is None:
+                if q.rcv[v] == 0 and q.ev[v] and not a:
+                    errs.append(f"vector {v}: event neither sent nor pending (PBA 0, no message)")
+                if q.rcv[v] >= q.ev[v] and a:
+                    errs.append(f"vector {v}: pending bit set after {q.rcv[v]} messages for "
+                                f"{q.ev[v]} events")
+            elif q.pend[v] != a:
+                errs.append(f"PBA bit {v} is {a}, model {q.pend[v]}")
+            q.pend[v] = a
+        for v in range(self.nvec):
+            if q.pend[v] is None:       # only without a PBA read: sent or pending, as before
+                continue
+            q.ev[v] = q.pend[v]
+            q.rcv[v] = 0
+            q.owed[v] = False
+            q.maxmsg[v] = 0
+            q.cand_addr[v].clear()
+            q.cand_data[v].clear()
+        if q.intx_dut != q.intx_want:
+            errs.append(f"INTx {'asserted' if q.intx_dut else 'deasserted'}, model wants "
+                        f"{'asserted' if q.intx_want else 'deasserted'} (ISR {self.isr:#x})")
+        q.intx_msgs = q.intx_trans = 0
+        return errs
 
     def env(self):
         return Env(bar_base=self.bar_base, bar_size=self.bar_size,
@@ -180,7 +424,12 @@ class RefModel:
             if d & 3 == 3:
                 return self.mask >> (d >> 2) & 1
             return self.msix_ram[d]
-        return 0     # notify, PBA (nothing pending: no interrupts), gaps
+        if name == "msix_pba":
+            if 32 * d >= self.nvec:
+                return 0
+            v, self._dc = self.irq.pba_word(d)
+            return v
+        return 0     # notify, gaps
 
     def mem_write(self, dw, be, data, ans):
         name, d = self.region_of(dw)
@@ -204,6 +453,11 @@ class RefModel:
             else:
                 bm = bytemask(be)
                 self.msix_ram[d] = (self.msix_ram[d] & ~bm) | (data & bm)
+                v = d >> 2
+                if self.irq.maxmsg[v]:          # a message still to come may carry the new value
+                    a, dd = self.entry(v)
+                    self.irq.cand_addr[v].add(a)
+                    self.irq.cand_data[v].add(dd)
         # isr, device (read-only register file), PBA, gaps: ignored
 
     def _doorbell(self, d, be, data, ans):
@@ -243,11 +497,21 @@ class RefModel:
                 ans.tlps.append((cpl_dws(op["cpl"], self.completer_id), None))
                 continue
             if op["space"] == Space.CFG:
+                if op["addr"] == self.win_dw:
+                    v = self._window(op, ans)
+                    if op["write"]:
+                        ans.tlps.append((cpl_dws(op["cpl"], self.completer_id), None))
+                    else:
+                        ans.tlps.append((cpl_dws(op["cpl"], self.completer_id, [v]), None))
+                    continue
                 if op["write"]:
                     self._cfg_write(op["addr"], op["be"], op["data"], ans)
                     ans.tlps.append((cpl_dws(op["cpl"], self.completer_id), None))
                 else:
                     v = self.cfg.read(op["addr"])
+                    if op["addr"] == self.status_dw and self.isr \
+                            and not self.cfg.field("msix_enable"):
+                        v |= 1 << 19                # Status.Interrupt Status
                     ans.tlps.append((cpl_dws(op["cpl"], self.completer_id, [v]),
                                      [DATA_MASK] * 3 + [DATA_MASK]))
                     ans.cfg_read_dw = op["addr"]
@@ -258,17 +522,47 @@ class RefModel:
             if op["write"]:
                 self.mem_write(dw, op["be"], op["data"], ans)
                 continue
+            self._dc = 0
             v = self.mem_read(dw, op["be"])
             if op["cpl_start"]:
                 cur = (op["cpl"], [], [])
             cur[1].append(v)
-            cur[2].append(bytemask(op["be"]))
+            cur[2].append(bytemask(op["be"]) & ~self._dc)
             if op["cpl_end"]:
                 ans.tlps.append((cpl_dws(cur[0], self.completer_id, cur[1]),
                                  [DATA_MASK] * 3 + cur[2]))
                 cur = None
         self._error_bits(errs, h, ops)
+        self._irq_update()
         return ans
+
+    def window_valid(self):
+        c = self.cfg
+        off, ln = c.field("pci_cfg_offset"), c.field("pci_cfg_length")
+        if ln not in (1, 2, 4) or off % ln or c.field("pci_cfg_bar") != self.p.mem_bar:
+            return False
+        return any(r.offset <= off and off + ln <= r.offset + r.length
+                   for name, r in self.regions.items()
+                   if name in ("common", "notify", "isr", "device"))
+
+    def _window(self, op, ans):
+        """A configuration access to ``pci_cfg_data``: returns the read data."""
+        c = self.cfg
+        off, ln = c.field("pci_cfg_offset"), c.field("pci_cfg_length")
+        valid = self.window_valid()
+        lane = off & 3
+        lenmask = {1: 0x1, 2: 0x3, 4: 0xF}.get(ln, 0)
+        if op["write"]:
+            bm = bytemask(op["be"])
+            self.win_stored = (self.win_stored & ~bm) | (op["data"] & bm)
+            if valid:
+                self.mem_write(off >> 2, lenmask << lane,
+                               (self.win_stored << (8 * lane)) & DATA_MASK, ans)
+            return 0
+        if not valid:
+            return 0
+        raw = self.mem_read(off >> 2, lenmask << lane)
+        return (raw >> (8 * lane)) & ((1 << (8 * ln)) - 1)
 
     def _cfg_write(self, dw, be, data, ans):
         flr = self.cfg.fields["flr"]

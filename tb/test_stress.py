@@ -6,7 +6,8 @@ queue) builds of tb/test_transport.py; ``VPCI_SEED`` fixes the seed (otherwise r
 cocotb and in the STRESS line).
 ``test_stress_scoreboard_fails``: the scoreboard is shown to fail when its expectation is wrong
 (wrong read data, wrong status, a completion more or less, a doorbell lost or duplicated, a queue
-event lost, error status bits not set).
+event lost, error status bits not set, the wrong MSI-X message data, interrupt requests the model
+never hears of).
 """
 import os
 
@@ -37,6 +38,9 @@ MUTATIONS = {
     "dup_db": ("doorbell", "doorbells missing|!= expected"),
     "qevent": ("unexpected queue event|queue event (",),
     "errbits": ("upstream TLP", "!= expected"),
+    "msix": ("MSI-X write", "not allowed now"),
+    # requests the model never sees: ISR / Interrupt Status reads, PBA bits or messages differ
+    "irq_lost": ("upstream TLP|MSI-X|INTx|PBA|vector",),
 }
 
 

@@ -26,3 +26,7 @@ async def stress(dut):
     stats = await s.run()
     dut._log.info("stress: %s", stats)
     print(f"STRESS seed={seed} " + " ".join(f"{k}={v}" for k, v in stats.items()), flush=True)
+    total = stats["rst"] + stats["flr"] + stats["virtio_resets"] + stats["qresets"]
+    print(f"RESETS conventional={stats['rst']} (with requests in flight {stats['rst_inflight']}) "
+          f"FLR={stats['flr']} (in flight {stats['flr_inflight']}) virtio={stats['virtio_resets']} "
+          f"queue={stats['qresets']} total={total}", flush=True)

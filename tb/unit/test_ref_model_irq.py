@@ -1,0 +1,143 @@
+"""The interrupt part of the stress reference model (tb/ref_model.py ``IrqModel``) is strict:
+the outcomes the stress scoreboard must reject are rejected (pure Python, no simulator)."""
+import pytest
+
+from virtio_pci.params import VirtioPciParams
+
+from tb.ref_model import RefModel
+
+VEC = 4
+
+
+def _model(msix=True, bme=True, driver_ok=True):
+    p = VirtioPciParams(msix_vectors=VEC)
+    m = RefModel(p.to_dict())
+    c = m.cfg
+    c.write(c.dword_of("command"), 0x3, 0x0002 | (0x4 if bme else 0))
+    if msix:
+        c.write(c.dword_of("msix_control"), 0x8, 0x80 << 24)
+    for v in range(VEC):
+        m.msix_ram[4 * v:4 * v + 3] = [0xFEE0_0000 + 16 * v, 0 if v % 2 else 0x1234, 0x100 + v]
+    cc = m.common
+    if driver_ok:
+        cc.status = 0x0F
+        for q, qs in enumerate(cc.queues):
+            qs.enabled = True
+            qs.vector = q % VEC
+    cc.cfg_vec = VEC - 1
+    m._irq_update()
+    return m
+
+
+def _unmask(m, v):
+    m.mask &= ~(1 << v)
+    m._irq_update()
+
+
+def _mask(m, v):
+    m.mask |= 1 << v
+    m._irq_update()
+
+
+def _msg(m, v, data_xor=0):
+    a, d = m.entry(v)
+    return m.msix_message(a, d ^ data_xor)
+
+
+def test_deliverable_event_owes_exactly_one_message():
+    m = _model()
+    _unmask(m, 0)
+    assert m.irq_request(0, False) == (True, 0)
+    assert m.missing_msix() == [0]
+    assert _msg(m, 0) is None
+    assert _msg(m, 0) is not None, "a second message for one event must fail"
+    assert m.resolve(0) == []
+
+
+def test_missing_message_fails_at_drained_point():
+    m = _model()
+    _unmask(m, 1)
+    m.irq_request(1, False)
+    assert any("missing" in e for e in m.resolve(0))
+
+
+def test_wrong_data_or_masked_vector_or_bme_off_fail():
+    m = _model()
+    _unmask(m, 0)
+    m.irq_request(0, False)
+    assert _msg(m, 0, data_xor=1) is not None, "wrong data accepted"
+    m = _model()
+    m.irq_request(0, False)                 # vector 0 masked: pending, no message
+    assert _msg(m, 0) is not None, "message for a masked vector accepted"
+    assert m.resolve(1) == []
+    m = _model(bme=False)
+    _unmask(m, 0)
+    m.irq_request(0, False)
+    assert _msg(m, 0) is not None, "message with Bus Master Enable clear accepted"
+
+
+def test_unmask_of_pending_vector_owes_its_message():
+    m = _model()
+    m.irq_request(2, False)
+    assert m.resolve(1 << 2) == []
+    assert any("PBA bit 2" in e for e in _model_after_pending().resolve(0))
+    _unmask(m, 2)
+    assert m.missing_msix() == [2]
+    assert _msg(m, 2) is None
+    assert m.resolve(0) == []
+
+
+def _model_after_pending():
+    m = _model()
+    m.irq_request(2, False)
+    return m
+
+
+def test_mask_race_allows_sent_or_pending_but_not_lost():
+    m = _model()
+    _unmask(m, 0)
+    m.irq_request(0, False)
+    _mask(m, 0)                              # the message may have left before the mask
+    assert m.resolve(1) == []                # not sent: pending
+    m = _model()
+    _unmask(m, 0)
+    m.irq_request(0, False)
+    _mask(m, 0)
+    assert _msg(m, 0) is None                # sent before the mask took effect
+    assert m.resolve(0) == []
+    m = _model()
+    _unmask(m, 0)
+    m.irq_request(0, False)
+    _mask(m, 0)
+    assert any("neither sent nor pending" in e for e in m.resolve(0)), "lost event accepted"
+
+
+def test_gating_and_vectors():
+    m = _model(driver_ok=False)
+    assert m.irq_request(0, False) == (False, None)
+    m = _model()
+    m.common.queues[0].vector = 0xFFFF       # NO_VECTOR
+    assert m.irq_request(0, False) == (True, None)
+    assert m.irq_request(VEC + 5, False) == (False, None), "queue past num_queues"
+    m.common.queues[1].resetting = True
+    assert m.irq_request(1, False) == (False, None)
+
+
+@pytest.mark.parametrize("msix", [False, True])
+def test_isr_and_intx(msix):
+    m = _model(msix=msix)
+    m.irq_request(0, False)
+    assert m.isr == (0 if msix else 1)
+    m.irq_request(0, True)
+    assert m.isr & 2
+    if msix:
+        assert m.intx_message(True) is not None, "INTx with MSI-X enabled accepted"
+        return
+    assert m.intx_message(False) is not None, "Deassert while deasserted accepted"
+    m = _model(msix=False)
+    m.irq_request(0, False)
+    assert m.intx_message(True) is None
+    assert m.intx_message(False) is not None, "Deassert without a change accepted"
+    m = _model(msix=False)
+    m.irq_request(0, False)
+    assert any("INTx" in e for e in m.resolve(None)), "missing Assert accepted"
