@@ -146,7 +146,6 @@ class CommonCfg(wiring.Component):
 
     def __init__(self, params):
         self._p = params
-        nq = params.num_queues
         super().__init__({
             "bus": In(RegBusSignature(11 if params.transitional else 10)),
             "legacy": Out(1),
@@ -517,7 +516,7 @@ class CommonCfg(wiring.Component):
         bus, be, wd, merge, touched = v["bus"], v["be"], v["wd"], v["merge"], v["touched"]
         status, gfeat, legacy, qsel_next, qsel = (v["status"], v["gfeat"], v["legacy"],
                                                   v["qsel_next"], v["qsel"])
-        row, new_row, row_we, ev, qbits = v["row"], v["new_row"], v["row_we"], v["ev"], v["qbits"]
+        row, new_row, row_we, ev = v["row"], v["new_row"], v["row_we"], v["ev"]
         sel_valid, sel_enabled, sel_resetting = v["sel_valid"], v["sel_enabled"], v["sel_resetting"]
         set_enable, set_reset, cfg_vec, resetting = (v["set_enable"], v["set_reset"], v["cfg_vec"],
                                                      v["resetting"])
