@@ -157,6 +157,9 @@ class VirtioPciEndpoint(wiring.Component):
         m.submodules.irqc = irqc = InterruptController(p)
         m.submodules.irq_packer = irq_packer = BeatPacker(p.data_width)
         connect(m, irqc.chunk, irq_packer.chunk)
+        for i in range(2):
+            connect(m, irqc.mask_rd[i], msix.mask_rd[i])
+        connect(m, msix.mask_wr, irqc.mask_wr)
         connect(m, irq_packer.tx, arbiter.src1)
         m.d.comb += [
             irqc.req.valid.eq(fire),
@@ -170,11 +173,11 @@ class VirtioPciEndpoint(wiring.Component):
             irqc.config_vector.eq(common.config_vector),
             common.vrd_addr.eq(irqc.vrd_addr),
             irqc.vrd_vector.eq(common.vrd_vector),
-            irqc.masked.eq(msix.masked),
+            irqc.pba_addr.eq(msix.pba_addr),
+            msix.pba_data.eq(irqc.pba_data),
             msix.lookup_vector.eq(irqc.lookup_vector),
             irqc.lookup_addr.eq(msix.lookup_addr),
             irqc.lookup_data.eq(msix.lookup_data),
-            msix.pending.eq(irqc.pending),
             irqc.isr.eq(isr.isr),
             irqc.clear.eq(common.virtio_reset | flr_rst),
             isr.set_queue.eq(irqc.set_isr_queue),
