@@ -11,19 +11,45 @@ Bits); PCI Express Base 4.0 section 2.2.8.1 (Assert_INTA / Deassert_INTA message
   when the event arrives) selects a table entry.  NO_VECTOR or a vector past the table sends
   nothing (MSX-05, MSX-10, MSX-11).  A deliverable vector (Function Mask clear, its Mask bit clear,
   Bus Master Enable set) is sent as a memory write with the entry's address and data: a 3-DW header
-  when the upper address is 0, 4-DW otherwise.  Otherwise, or while the sender is busy, the
-  vector's pending bit is set; pending deliverable vectors are sent round robin (starting after the
-  vector sent last, so a vector whose events never stop starves no other) before any new event,
-  each once, and sending a vector clears its pending bit: a message covers every event of its
-  vector that arrived before it was started (MSX-D1).  A configuration change signalled by
-  common_cfg (``config_event``) marks the configuration vector pending at once.
+  when the upper address is 0, 4-DW otherwise.  Otherwise, or while the sender is busy, or while
+  another deliverable vector is pending, the vector's pending bit is set; pending deliverable
+  vectors are sent before any new event, each once, and sending a vector clears its pending bit: a
+  message covers every event of its vector that arrived before it was started (MSX-D1).  A
+  configuration change signalled by common_cfg (``config_event``) is an event for the
+  configuration vector, like a request with ``config`` set.
 * With MSI-X disabled, INTx follows the ISR: Assert_INTA is sent when ISR becomes non-zero and
   Interrupt Disable is clear, Deassert_INTA when that stops being true (a read clearing the ISR,
   Interrupt Disable set, MSI-X enabled) (ISR-04, ISR-05).
 
+Structure (so that the logic grows with the number of 32-vector words, not of vectors): the
+pending bits are 32-bit words (vector ``v`` is bit ``v % 32`` of word ``v // 32``, the PBA layout)
+in two small RAMs written one bit at a time, one per writer lane (back-end requests; configuration
+events and words handed back by the scan), a word being the OR of both.  Each word has a
+flip-flop flag per RAM: a word whose flags are clear reads as zero, so the scan and the resets
+empty words by clearing flags, never by writing the RAM; the first bit written into an empty word
+writes the whole word.  The Mask bits are kept the same way in the MSI-X table (irq/msix_table.py).
+A summary flip-flop per word says the word may hold a pending vector whose Mask bit is clear (set
+by such an event, by a Mask bit cleared in a word with pending bits, by a word handed back with an
+unmasked vector in it; the scan clears it).
+
+The scan takes the next word whose summary bit is set, round robin after the word it visited
+last, out of the RAMs into a register (the cycle after the take it is selected from directly),
+and sends that word's pending deliverable vectors lowest first, one per message; events for the
+held word are merged into the register and Mask writes followed, and an event for a vector
+already sent in this visit waits for the next visit.  When nothing more of the word can be sent,
+what is left (masked vectors, new events) is written back as a whole word.  So every pending
+deliverable vector is sent within one round over the words: a vector whose events never stop
+starves no other.
+
 Timing: from a request accepted (or a ``config_event``) at cycle 0, with nothing pending and the
 sender free, the MSI-X write's first chunk is offered on the chunk port at cycle 2 and its first
-beat on the endpoint's ``tx`` at cycle 3.  ``req`` is always ready: events are never lost,
+beat on the endpoint's ``tx`` at cycle 3 (the vector is resolved in cycle 1 and the write started
+at its end; the vector's Mask bit, read from the RAM as it was at that edge, is checked in cycle 2
+and a masked vector's write is withdrawn before it is offered and its pending bit set instead).
+An event that is not sent at once sets its pending bit at the end of cycle 2; a pending vector is
+then taken with its word at the end of cycle 3 and its write started at the end of cycle 4 when
+the sender is free (first chunk at cycle 5 instead of 2); further vectors of a held word follow
+back to back.  ``req`` is always ready: events are never lost,
 repeated events for a pending vector coalesce as the PCI rules allow.
 """
 from amaranth.hdl import Cat, Const, Module, Mux, Signal
