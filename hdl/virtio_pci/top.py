@@ -175,6 +175,7 @@ class VirtioPciEndpoint(wiring.Component):
             irqc.vrd_vector.eq(common.vrd_vector),
             irqc.pba_addr.eq(msix.pba_addr),
             msix.pba_data.eq(irqc.pba_data),
+            msix.pba_ready.eq(irqc.pba_ready),
             msix.lookup_vector.eq(irqc.lookup_vector),
             irqc.lookup_addr.eq(msix.lookup_addr),
             irqc.lookup_data.eq(msix.lookup_data),

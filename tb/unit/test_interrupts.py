@@ -118,6 +118,7 @@ class Harness:
             irqc.lookup_data.eq(msix.lookup_data),
             irqc.pba_addr.eq(msix.pba_addr),
             msix.pba_data.eq(irqc.pba_data),
+            msix.pba_ready.eq(irqc.pba_ready),
             isr.set_queue.eq(irqc.set_isr_queue),
             isr.set_config.eq(irqc.set_isr_config),
             isr.clear.eq(irqc.clear),
@@ -253,10 +254,11 @@ class Harness:
 
     def masked_at(self, edge):
         """Mask bits (an integer, bit v = vector v) as seen at ``edge``: every Mask write
-        accepted at an earlier edge applied to the reset value (all masked)."""
+        accepted on the table bus before ``edge - 1`` applied to the reset value (all masked): the
+        table writes the Mask word back at the edge after the bus write."""
         mask = (1 << self.n) - 1
         for c, en, wr, addr, be, wdata in self.table_log.rows:
-            if c >= edge:
+            if c >= edge - 1:
                 break
             if en and wr and addr % 4 == 3 and be & 1 and addr // 4 < self.n:
                 v = addr // 4

@@ -104,8 +104,9 @@ class InterruptController(wiring.Component):
     mask_wr : In, the Mask-bit write the MSI-X table does in this cycle.
     lookup_vector / lookup_addr, lookup_data : read port into the MSI-X table (entry the cycle
         after).
-    pba_addr / pba_data : In / Out, a read port into the Pending Bit Array (32-bit word the cycle
-        after the word address).
+    pba_addr / pba_data, pba_ready : a read port into the Pending Bit Array (32-bit word the cycle
+        after the word address; no read while ``pba_ready`` is low, in a cycle where the scan
+        takes a word).
     pending_any : Out, some vector is pending (the PBA is non-zero, from one cycle after the event).
     isr / set_isr_queue, set_isr_config : the ISR bits, and one-cycle pulses that set them.
     clear : In pulse (virtio reset, Function Level Reset): drop pending bits and requests in
@@ -137,6 +138,7 @@ class InterruptController(wiring.Component):
             "lookup_data": In(32),
             "pba_addr": In(geo.wbits),
             "pba_data": Out(32),
+            "pba_ready": Out(1),
             "pending_any": Out(1),
             "isr": In(2),
             "set_isr_queue": Out(1),
@@ -215,8 +217,8 @@ class InterruptController(wiring.Component):
         # the scan and the resets clear words by dropping the flag, never by writing. ----
         m.submodules.pr = pr = memory.Memory(shape=WB, depth=geo.depth, init=[])
         m.submodules.pc = pc = memory.Memory(shape=WB, depth=geo.depth, init=[])
-        prw = pr.write_port(granularity=1)
-        pcw = pc.write_port(granularity=1)
+        prw = pr.write_port()
+        pcw = pc.write_port()
         wvr = Signal(NW)
         wvc = Signal(NW)
         summ = Signal(NW)            # per word: may hold a pending vector whose Mask bit is clear
@@ -243,8 +245,12 @@ class InterruptController(wiring.Component):
         t_r = Signal()               # the taken word's flags (with a write at the take edge)
         t_c = Signal()
         take_w = Signal(geo.wbits)
-        pr_t, _ = rport(pr, prw, take_w)
-        pc_t, _ = rport(pc, pcw, take_w)
+        take = Signal()
+        # one port per RAM for the scan's takes and, in the other cycles, for PBA reads
+        t_addr = Signal(geo.wbits)
+        m.d.comb += [t_addr.eq(Mux(take, take_w, self.pba_addr)), self.pba_ready.eq(~take)]
+        pr_t, pa_q = rport(pr, prw, t_addr)
+        pc_t, _ = rport(pc, pcw, t_addr)
         loaded = Mux(t_r, pr_t, 0) | Mux(t_c, pc_t, 0)
         hp0 = Signal(WB)
         hm0 = Signal(WB)
@@ -293,11 +299,10 @@ class InterruptController(wiring.Component):
                      ce_valid.eq(c_ok), ce_vec.eq(e_vec[:vbits]),
                      ce_direct.eq(go_direct & ~r_ok)]
         m.d.comb += self.mask_rd[1].addr.eq(word(Mux(r_ok, vr, e_vec)[:vbits]))
-        # is the request lane's vector already pending? (its word, read in stage B)
-        chk_w = Signal(geo.wbits)
-        m.d.comb += chk_w.eq(word(vr[:vbits]))
-        pr_k, k_q = rport(pr, prw, chk_w)
-        pc_k, _ = rport(pc, pcw, chk_w)
+        # each lane reads the word of its vector in stage B: its pending-bit write in stage C
+        # writes that word back whole with the bit set (and none when the bit is already set)
+        pr_k, _ = rport(pr, prw, word(vr[:vbits]))
+        pc_k, _ = rport(pc, pcw, word(e_vec[:vbits]))
 
         # ---- stage C: events that were not sent become pending bits.  A message covers every
         # event of its vector decided before it started: an event whose vector was started at
@@ -311,10 +316,10 @@ class InterruptController(wiring.Component):
         need_r, absorb_r = lane(cr_valid, cr_direct, cr_vec)
         need_c, absorb_c = lane(ce_valid, ce_direct, ce_vec)
         r_word, c_word = word(cr_vec), word(ce_vec)
-        already_r = (((wvr >> r_word)[0] & (pr_k >> bit(cr_vec))[0])
-                     | ((wvc >> r_word)[0] & (pc_k >> bit(cr_vec))[0]))
-        write_r = need_r & ~absorb_r & ~already_r
-        write_c = need_c & ~absorb_c
+        old_r = Mux((wvr >> r_word)[0], pr_k, 0)
+        old_c = Mux((wvc >> c_word)[0], pc_k, 0)
+        write_r = need_r & ~absorb_r & ~(old_r >> bit(cr_vec))[0]
+        write_c = need_c & ~absorb_c & ~(old_c >> bit(ce_vec))[0]
 
         # the held word after this cycle: served bit out, merged events in, Mask writes followed
         hp1 = Signal(WB)
@@ -348,8 +353,8 @@ class InterruptController(wiring.Component):
         after = summ & Cat(*(last_w < i for i in range(NW)))
         f_after, i_after = first_set(after)
         f_any, i_any = first_set(summ)
-        take = (~holding | release) & global_ok & f_any
-        m.d.comb += take_w.eq(Mux(holding & ~release, hw, Mux(f_after, i_after, i_any)))
+        m.d.comb += [take.eq((~holding | release) & global_ok & f_any),
+                     take_w.eq(Mux(f_after, i_after, i_any))]
         with m.If(release):
             m.d.sync += holding.eq(0)
         with m.If(take):
@@ -359,17 +364,14 @@ class InterruptController(wiring.Component):
         m.d.sync += [t_r.eq((wvr >> take_w)[0] | (write_r & (r_word == take_w))),
                      t_c.eq((wvc >> take_w)[0] | (write_c & (c_word == take_w)))]
 
-        # RAM writes: a set writes its bit (the whole word, as a one-hot, when the word's flag is
-        # clear); a word handed back is written whole
+        # RAM writes, whole words: a lane's word with its bit set, or a word handed back
         m.d.comb += [
             prw.addr.eq(Mux(write_r, r_word, hw)),
-            prw.data.eq(Mux(write_r, onehot(cr_vec), hp1)),
-            prw.en.eq(Mux(write_r, Mux((wvr >> r_word)[0], onehot(cr_vec), ones),
-                          Mux(rel_to_r, ones, 0))),
+            prw.data.eq(Mux(write_r, old_r | onehot(cr_vec), hp1)),
+            prw.en.eq(write_r | rel_to_r),
             pcw.addr.eq(Mux(write_c, c_word, hw)),
-            pcw.data.eq(Mux(write_c, onehot(ce_vec), hp1)),
-            pcw.en.eq(Mux(write_c, Mux((wvc >> c_word)[0], onehot(ce_vec), ones),
-                          Mux(rel_to_c, ones, 0))),
+            pcw.data.eq(Mux(write_c, old_c | onehot(ce_vec), hp1)),
+            pcw.en.eq(write_c | rel_to_c),
         ]
 
         # flags and summary bits
@@ -390,10 +392,8 @@ class InterruptController(wiring.Component):
                      summ.eq((summ | sum_set) & ~take_bit)]
 
         # ---- PBA reads: the held word, or the two RAM words ----
-        pr_p, pa_q = rport(pr, prw, self.pba_addr)
-        pc_p, _ = rport(pc, pcw, self.pba_addr)
         pword = Mux(holding & (hw == pa_q), hp0,
-                    Mux((wvr >> pa_q)[0], pr_p, 0) | Mux((wvc >> pa_q)[0], pc_p, 0))
+                    Mux((wvr >> pa_q)[0], pr_t, 0) | Mux((wvc >> pa_q)[0], pc_t, 0))
         m.d.comb += self.pba_data.eq(pword)
         m.d.comb += self.pending_any.eq((wvr | wvc).any() | (holding & hp0.any()))
 

@@ -2,14 +2,15 @@
 
 Table entries (message address low/high, data) live in block RAM and take any byte enables.  The
 per-vector Mask bits (Vector Control bit 0) are kept as 32-bit words, vector ``v`` in bit
-``v % 32`` of word ``v // 32`` (``VectorWords``), in a small RAM written one bit at a time, plus
-one "word written since reset" flip-flop per word: a word whose flag is clear reads as all
-masked, so a reset (FLR) masks every vector in one cycle although RAM contents are not reset.
-Vector Control bits 31:1 read 0.
+``v % 32`` of word ``v // 32`` (``VectorWords``), in a small RAM, plus one "word written since
+reset" flip-flop per word: a word whose flag is clear reads as all masked, so a reset (FLR) masks
+every vector in one cycle although RAM contents are not reset.  A Vector Control write reads its
+word in the bus cycle and writes it back, with the Mask bit changed, at the end of the next cycle
+(a read of it in that cycle already returns the new value); Vector Control bits 31:1 read 0.
 
 The PBA is read-only: word *k* is bits 32k..32k+31 of the pending state, which the delivery logic
 (irq/interrupts.py) keeps in its own RAM and returns through ``pba_addr`` / ``pba_data`` (data the
-cycle after the address).  Addresses past the table or PBA read 0 and ignore writes.
+cycle after the address; a read waits while ``pba_ready`` is low).  Addresses past the table or PBA read 0 and ignore writes.
 
 Delivery-logic ports (all read data valid the cycle after the address):
 
@@ -72,6 +73,7 @@ class MsixTable(wiring.Component):
             "pba": In(RegBusSignature(pba_addr_width)),
             "pba_addr": Out(geo.wbits),
             "pba_data": In(32),
+            "pba_ready": In(1),
             "mask_rd": In(MaskReadSignature(geo)).array(2),
             "mask_wr": Out(MaskWriteSignature()),
             "lookup_vector": In(11),
@@ -97,29 +99,23 @@ class MsixTable(wiring.Component):
         in_range = vec < n
         m.d.comb += [t.ready.eq(1), rd.addr.eq(t.addr), rd.en.eq(t.en & ~t.write)]
 
-        # ---- Mask bits: words in RAM, one bit written at a time; ``mvalid`` per word ----
+        # ---- Mask bits: words in RAM, ``mvalid`` per word.  A Mask write reads its word in the
+        # bus cycle and writes the whole word back at the end of the next one ----
         m.submodules.mram = mram = memory.Memory(shape=geo.width, depth=geo.depth, init=[])
-        mwr = mram.write_port(granularity=1)
+        mwr = mram.write_port()
         mvalid = Signal(geo.count)
         ones = Const((1 << geo.width) - 1, geo.width)
         mvec = vec[:vbits]
         mword = geo.word(mvec)
-        mbit = geo.onehot(mvec)
         we = t.en & t.write & in_range
-        mask_we = we & (dw == 3) & t.be[0]
-        mv_w = (mvalid >> mword)[0]
-        m.d.comb += [
-            mwr.addr.eq(mword),
-            # a word never written since reset reads all masked: its first write sets every other
-            # bit, later writes only their own bit
-            mwr.data.eq(~mbit | Mux(t.wdata[0], mbit, 0)),
-            mwr.en.eq(Mux(mask_we, Mux(mv_w, mbit, ones), 0)),
-            self.mask_wr.valid.eq(mask_we),
-            self.mask_wr.vector.eq(mvec),
-            self.mask_wr.value.eq(t.wdata[0]),
-        ]
-        with m.If(mask_we):
-            m.d.sync += mvalid.eq(mvalid | (Const(1, geo.count) << mword))
+        q_valid = Signal()               # the Mask write done at the end of this cycle
+        q_vec = Signal(vbits)
+        q_value = Signal()
+        m.d.sync += [q_valid.eq(we & (dw == 3) & t.be[0]), q_vec.eq(mvec),
+                     q_value.eq(t.wdata[0])]
+        q_word = geo.word(q_vec)
+        with m.If(q_valid):
+            m.d.sync += mvalid.eq(mvalid | (Const(1, geo.count) << q_word))
 
         def mask_port(addr, transparent, en=1):
             """Read port returning whole mask words (all ones for a word never written); data the
@@ -130,7 +126,7 @@ class MsixTable(wiring.Component):
             m.d.comb += [p.addr.eq(addr), p.en.eq(en)]
             with m.If(en):
                 m.d.sync += mv.eq((mvalid >> addr)[0]
-                                  | (mask_we & (mword == addr) if transparent else 0))
+                                  | (q_valid & (q_word == addr) if transparent else 0))
             return Mux(mv, p.data, ones)
 
         # port 0 (the pending scan) includes a write at the same edge, port 1 (the decision on a
@@ -138,8 +134,19 @@ class MsixTable(wiring.Component):
         for port, transparent in zip(self.mask_rd, (True, False)):
             m.d.comb += port.data.eq(mask_port(port.addr, transparent))
 
-        # table reads: DW3 is the Mask bit (bits 31:1 reserved, 0), as it was before this edge
-        bus_mask = mask_port(mword, False, t.en & ~t.write)
+        # the bus port: the word of a DW3 read, or the old word of a Mask write
+        bus_mask = mask_port(mword, True, t.en)
+        q_bit = geo.onehot(q_vec)
+        m.d.comb += [
+            mwr.addr.eq(q_word),
+            mwr.data.eq(Mux(q_value, bus_mask | q_bit, bus_mask & ~q_bit)),
+            mwr.en.eq(q_valid),
+            self.mask_wr.valid.eq(q_valid),
+            self.mask_wr.vector.eq(q_vec),
+            self.mask_wr.value.eq(q_value),
+        ]
+
+        # table reads: DW3 is the Mask bit (bits 31:1 reserved, 0)
         sel_dw3 = Signal()
         sel_ok = Signal()
         sel_bit = Signal(geo.bbits)
@@ -163,9 +170,10 @@ class MsixTable(wiring.Component):
         p_ok = Signal()
         p_now = Signal()          # the cycle after a read: pba_data is its word
         prd = Signal(32)          # held until the next read (regbus rule)
-        m.d.comb += [b.ready.eq(1), self.pba_addr.eq(b.addr[:geo.wbits])]
-        m.d.sync += p_now.eq(b.en & ~b.write)
-        with m.If(b.en & ~b.write):
+        # the delivery logic's port is shared with its scan, which may hold a read off a cycle
+        m.d.comb += [b.ready.eq(self.pba_ready), self.pba_addr.eq(b.addr[:geo.wbits])]
+        m.d.sync += p_now.eq(b.en & ~b.write & b.ready)
+        with m.If(b.en & ~b.write & b.ready):
             m.d.sync += p_ok.eq(b.addr < geo.count)
         val = Mux(p_ok, self.pba_data, 0)
         with m.If(p_now):
