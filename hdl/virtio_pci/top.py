@@ -18,7 +18,7 @@ from .irq.msix_table import MsixTable
 from .tlp.depacketizer import Depacketizer
 from .tlp.dispatcher import Dispatcher, Target
 from .tlp.layouts import Space, tlp_stream
-from .tlp.packer import BeatPacker
+from .tlp.packer import BeatPacker, MessagePacker
 from .tlp.tx_arbiter import TxArbiter
 from .virtio.common_cfg import CommonCfg, QueueEvent, QueueRow
 from .virtio.device_cfg import DcfgRequest, DcfgUpdate, DeviceCfgPort, DeviceCfgRegFile
@@ -155,7 +155,7 @@ class VirtioPciEndpoint(wiring.Component):
         # the packer and the tx arbiter waiting for a last beat forever) and keeps the INTx
         # state, so an asserted INTx is followed by Deassert_INTA instead of staying asserted
         m.submodules.irqc = irqc = InterruptController(p)
-        m.submodules.irq_packer = irq_packer = BeatPacker(p.data_width)
+        m.submodules.irq_packer = irq_packer = MessagePacker(p.data_width)
         connect(m, irqc.chunk, irq_packer.chunk)
         for i in range(2):
             connect(m, irqc.mask_rd[i], msix.mask_rd[i])
