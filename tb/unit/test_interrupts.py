@@ -12,7 +12,10 @@ Two benches:
 
 Timing model the checks use (the controller's docstring): an event accepted at edge ``e`` is
 resolved at edge ``e + 1``; a message whose first chunk is first offered at edge ``o`` was decided
-at edge ``o - 1`` and covers every event for its vector accepted at or before ``o - 2``.
+at edge ``o - 1`` and covers every event for its vector accepted at or before ``o - 2``.  A Mask
+write accepted on the table bus at edge ``c`` is in force for decisions from edge ``c + 2`` (the
+table writes the Mask word back at ``c + 1``); the bench follows the Mask bits by replaying the
+table writes, since they are RAM words and no longer a vector of flip-flops.
 """
 import pytest
 from amaranth.hdl import Signal
