@@ -23,11 +23,14 @@ Bits); PCI Express Base 4.0 section 2.2.8.1 (Assert_INTA / Deassert_INTA message
 
 Structure (so that the logic grows with the number of 32-vector words, not of vectors): the
 pending bits are 32-bit words (vector ``v`` is bit ``v % 32`` of word ``v // 32``, the PBA layout)
-in two small RAMs written one bit at a time, one per writer lane (back-end requests; configuration
-events and words handed back by the scan), a word being the OR of both.  Each word has a
-flip-flop flag per RAM: a word whose flags are clear reads as zero, so the scan and the resets
-empty words by clearing flags, never by writing the RAM; the first bit written into an empty word
-writes the whole word.  The Mask bits are kept the same way in the MSI-X table (irq/msix_table.py).
+in two small RAMs, one per writer lane (back-end requests; configuration events), a word being
+the OR of both; a word handed back by the scan goes to whichever RAM is not written in that
+cycle.  Each word has a flip-flop flag per RAM: a word whose flags are clear reads as zero, so the
+scan and the resets empty words by clearing flags, never by writing the RAM.  A lane reads its
+vector's word in the cycle it resolves the vector and, in the next, writes it back whole with the
+bit set (nothing when the bit is already set).  Each RAM has two read ports: the lane's, and the
+scan's, which also serves PBA reads in the cycles where the scan takes no word.  The Mask bits
+are kept the same way in the MSI-X table (irq/msix_table.py).
 A summary flip-flop per word says the word may hold a pending vector whose Mask bit is clear (set
 by such an event, by a Mask bit cleared in a word with pending bits, by a word handed back with an
 unmasked vector in it; the scan clears it).
