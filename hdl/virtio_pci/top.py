@@ -23,7 +23,7 @@ from .irq.msix_table import MsixTable
 from .tlp.depacketizer import Depacketizer
 from .tlp.dispatcher import Dispatcher, Target
 from .tlp.layouts import Space, tlp_stream
-from .tlp.packer import BeatPacker
+from .tlp.packer import BeatPacker, MessagePacker
 from .tlp.tx_arbiter import TxArbiter
 from .regbus import regbus_mux
 from .virtio.common_cfg import CommonCfg, QueueEvent, QueueRow
@@ -191,8 +191,11 @@ class VirtioPciEndpoint(wiring.Component):
         # the packer and the tx arbiter waiting for a last beat forever) and keeps the INTx
         # state, so an asserted INTx is followed by Deassert_INTA instead of staying asserted
         m.submodules.irqc = irqc = InterruptController(p)
-        m.submodules.irq_packer = irq_packer = BeatPacker(p.data_width)
+        m.submodules.irq_packer = irq_packer = MessagePacker(p.data_width)
         connect(m, irqc.chunk, irq_packer.chunk)
+        for i in range(2):
+            connect(m, irqc.mask_rd[i], msix.mask_rd[i])
+        connect(m, msix.mask_wr, irqc.mask_wr)
         connect(m, irq_packer.tx, arbiter.src1)
         m.d.comb += [
             irqc.req.valid.eq(fire),
@@ -206,11 +209,12 @@ class VirtioPciEndpoint(wiring.Component):
             irqc.config_vector.eq(common.config_vector),
             common.vrd_addr.eq(irqc.vrd_addr),
             irqc.vrd_vector.eq(common.vrd_vector),
-            irqc.masked.eq(msix.masked),
+            irqc.pba_addr.eq(msix.pba_addr),
+            msix.pba_data.eq(irqc.pba_data),
+            msix.pba_ready.eq(irqc.pba_ready),
             msix.lookup_vector.eq(irqc.lookup_vector),
             irqc.lookup_addr.eq(msix.lookup_addr),
             irqc.lookup_data.eq(msix.lookup_data),
-            msix.pending.eq(irqc.pending),
             irqc.isr.eq(isr.isr),
             irqc.clear.eq(common.virtio_reset | flr_rst),
             isr.set_queue.eq(irqc.set_isr_queue),

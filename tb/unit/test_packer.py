@@ -1,7 +1,7 @@
 """BeatPacker: completion chunks in, TLP beats out (tlp/packer.py, DESIGN.md section 3)."""
 import pytest
 
-from virtio_pci.tlp.packer import BeatPacker
+from virtio_pci.tlp.packer import BeatPacker, MessagePacker
 
 from .helpers import Bench, drive, StreamMonitor, seeded
 from tb.tlp_convert import dws_to_beats
@@ -24,8 +24,8 @@ def chunks_of(dws, rng, sizes=None):
     return out
 
 
-def run_packer(width, tlps, chunks, *, name, rng=None, idle=0.0, ready_prob=1.0):
-    dut = BeatPacker(width)
+def run_packer(width, tlps, chunks, *, name, rng=None, idle=0.0, ready_prob=1.0, cls=BeatPacker):
+    dut = cls(width)
     b = Bench(dut, name)
     mon = StreamMonitor(dut.tx, b.cycle, rng=rng, ready_prob=ready_prob, name="tx")
     accepted = []
@@ -112,3 +112,40 @@ def test_single_dw_chunks_64():
     check_beats(64, tlps, mon.items)
     edges = [c for c, _ in mon.items]
     assert edges == list(range(edges[0], edges[0] + 2 * n))
+
+
+def message_tlps(rng, n):
+    """The interrupt controller's shapes: 4 DWs in one chunk (3-DW MWr + data, INTx message) or
+    4 + 1 DWs in two chunks (4-DW MWr + data)."""
+    tlps, chunks = [], []
+    for t in range(n):
+        five = rng.random() < 0.5
+        dws = [(t << 16) | (i + 1) for i in range(5 if five else 4)]
+        tlps.append(dws)
+        chunks += chunks_of(dws, rng, sizes=[4, 1])
+    return tlps, chunks
+
+
+@pytest.mark.parametrize("width", WIDTHS)
+def test_message_packer_shapes(width):
+    """MessagePacker: the interrupt messages' two shapes in random order, idle on the chunk side
+    and back-pressure on tx: the same beats as the stream convention lays them out."""
+    rng = seeded("msg-packer", width)
+    tlps, chunks = message_tlps(rng, 80)
+    mon, _ = run_packer(width, tlps, chunks, name=f"msg_packer_{width}", rng=rng, idle=0.3,
+                        ready_prob=0.5, cls=MessagePacker)
+    check_beats(width, tlps, mon.items)
+
+
+@pytest.mark.parametrize("width", WIDTHS)
+def test_message_packer_timing_matches(width):
+    """Back to back, every sink ready: MessagePacker accepts every chunk and sends every beat in
+    the same cycle as BeatPacker does (the interrupt latency depends on it)."""
+    rng = seeded("msg-packer-timing", width)
+    tlps, chunks = message_tlps(rng, 30)
+    got = [run_packer(width, tlps, chunks, name=f"msg_timing_{cls.__name__}_{width}", cls=cls)
+           for cls in (BeatPacker, MessagePacker)]
+    check_beats(width, tlps, got[1][0].items)
+    (bmon, bacc), (mmon, macc) = got
+    assert macc == bacc, "chunks accepted in other cycles than by BeatPacker"
+    assert [c for c, _ in mmon.items] == [c for c, _ in bmon.items], "beats in other cycles"

@@ -1,9 +1,11 @@
-"""Beat packer: completion chunks of up to four DWs in, TLP stream beats out.
+"""Beat packers: completion chunks of up to four DWs in, TLP stream beats out.
 
 DESIGN.md section 3: a TLP starts in lane 0 and a beat never holds two TLPs.  A chunk is the
 three header DWs plus the first data DW of a completion, or one further data DW.  The packer
 collects DWs until a beat is full or the TLP ends, so a single-DW completion at W >= 128 leaves
 as one beat the cycle after its chunk is accepted, back to back with the next one.
+``MessagePacker`` does the same for the interrupt controller's few fixed TLP shapes only, in a
+fraction of the logic.
 """
 from amaranth.hdl import Cat, Module, Mux, Signal, unsigned
 from amaranth.lib import data, stream, wiring
@@ -11,7 +13,7 @@ from amaranth.lib.wiring import In, Out
 
 from .layouts import tlp_stream
 
-__all__ = ["ChunkLayout", "BeatPacker"]
+__all__ = ["ChunkLayout", "BeatPacker", "MessagePacker"]
 
 ChunkLayout = data.StructLayout({
     "dw": data.ArrayLayout(unsigned(32), 4),
@@ -73,4 +75,62 @@ class BeatPacker(wiring.Component):
             m.d.sync += tail.eq(ch.payload.last)
             with m.If(ch.payload.first):
                 m.d.sync += started.eq(0)
+        return m
+
+
+class MessagePacker(wiring.Component):
+    """``chunk`` (in) -> ``tx`` (out) for the fixed shapes of the interrupt controller's TLPs: one
+    chunk of 4 DWs (a 3-DW MWr with its data DW, an INTx message), or a chunk of 4 DWs followed by
+    a chunk of 1 DW (a 4-DW MWr and its data DW).  Any other shape is outside its contract.
+
+    The same beats and timing as ``BeatPacker`` for those shapes (a beat the cycle after the chunk
+    that completes it is accepted; a 5-DW TLP at W=256 leaves as one beat once its second chunk is
+    in), from a 5-DW buffer instead of BeatPacker's general lane shifter."""
+
+    def __init__(self, width):
+        self._w = width
+        self._lanes = width // 32
+        super().__init__({
+            "chunk": In(stream.Signature(ChunkLayout)),
+            "tx": Out(tlp_stream(width)),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        L = self._lanes
+        buf = [Signal(32, name=f"buf{i}") for i in range(5)]
+        have = Signal(range(6))       # DWs of the TLP in the buffer
+        sent = Signal(range(5))       # DWs of it already sent (a multiple of L)
+        whole = Signal()              # its last chunk is in
+
+        tx = self.tx
+        ch = self.chunk
+        avail = Signal(range(6))
+        m.d.comb += avail.eq(have - sent)
+        lanes = [Signal(32, name=f"lane{j}") for j in range(L)]
+        with m.Switch(sent):
+            for s in range(0, 5, L):
+                with m.Case(s):
+                    m.d.comb += [lanes[j].eq(buf[s + j]) for j in range(L) if s + j < 5]
+        m.d.comb += [
+            tx.valid.eq((avail >= L) | (whole & (avail != 0))),
+            tx.payload.data.eq(Cat(*lanes)),
+            tx.payload.keep.eq(Cat(*((avail > j) for j in range(L)))),
+            tx.payload.first.eq(sent == 0),
+            tx.payload.last.eq(whole & (avail <= L)),
+        ]
+        pop = tx.valid & tx.ready
+        ends = pop & tx.payload.last
+        m.d.comb += ch.ready.eq(Mux(ch.payload.first, (have == 0) | ends, (have == 4) & ~whole))
+        push = ch.valid & ch.ready
+        with m.If(pop):
+            m.d.sync += sent.eq(sent + L)
+        with m.If(ends):
+            m.d.sync += [have.eq(0), sent.eq(0), whole.eq(0)]
+        with m.If(push):
+            with m.If(ch.payload.first):
+                m.d.sync += [buf[i].eq(ch.payload.dw[i]) for i in range(4)]
+                m.d.sync += [have.eq(4), sent.eq(0), whole.eq(ch.payload.last)]
+            with m.Else():
+                m.d.sync += [buf[4].eq(ch.payload.dw[0]), have.eq(5), whole.eq(1)]
         return m
