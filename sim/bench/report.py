@@ -122,10 +122,13 @@ def _slopes(area):
             out.append(f"per queue ({fam}, 1 -> 1024 queues): {(b['lut'] - a['lut']) / 1023:.1f} LUT, "
                        f"{(b['ff'] - a['ff']) / 1023:.2f} FF, "
                        f"{(b['bram'] - a['bram']) / 1023:.4f} BRAM")
-        a, b = area.get("v2", {}).get(fam, {}), area.get("v64", {}).get(fam, {})
-        if "lut" in a and "lut" in b:
-            out.append(f"per MSI-X vector ({fam}, 2 -> 64 vectors): {(b['lut'] - a['lut']) / 62:.1f} LUT, "
-                       f"{(b['ff'] - a['ff']) / 62:.2f} FF")
+        for hi, n in (("v64", 64), ("v2048", 2048)):
+            a, b = area.get("v2", {}).get(fam, {}), area.get(hi, {}).get(fam, {})
+            if "lut" in a and "lut" in b:
+                out.append(f"per MSI-X vector ({fam}, 2 -> {n} vectors): "
+                           f"{(b['lut'] - a['lut']) / (n - 2):.1f} LUT, "
+                           f"{(b['ff'] - a['ff']) / (n - 2):.2f} FF, "
+                           f"{(b['bram'] - a['bram']) / (n - 2):.4f} BRAM")
     return out
 
 
