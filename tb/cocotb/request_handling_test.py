@@ -159,7 +159,8 @@ async def unexpected_and_messages_test(dut):
     """PCI-01: completions nobody asked for are dropped without an answer and set only Correctable
     Error Detected (advisory non-fatal); messages an endpoint ignores (Unlock,
     Set_Slot_Power_Limit, Vendor_Defined Type 1) are dropped without an answer and without an
-    error bit; neither stalls the link."""
+    error bit; a Vendor_Defined Type 0 message is an Unsupported Request (PCIe 2.2.8.6): dropped,
+    Unsupported Request Detected and Non-Fatal Error Detected; none of it stalls the link."""
     env = await _Env().start(dut)
     tb, dev = env.tb, env.dev
 
@@ -199,6 +200,18 @@ async def unexpected_and_messages_test(dut):
         assert tb.error_count("err_unexpected_cpl") - uc0 == len(unexpected), "err_unexpected_cpl"
     sta = await env.devsta()
     assert sta & ERRS == 0, f"ignored messages set Device Status {sta:#x}"
+    # PCIe 2.2.8.6: an unsupported Vendor_Defined Type 0 message is an Unsupported Request
+    # (posted: dropped, Unsupported Request Detected and Non-Fatal Error Detected)
+    ur0 = tb.error_count("err_ur")
+    for name, dws in (("Vendor_Defined Type 0", _msg(0b010, 0x7E, dw2=int(dev.pcie_id) << 16 | 0x1AF4)),
+                      ("Vendor_Defined Type 0 with data", _msg(0b011, 0x7E, dw2=0x1AF4, data=[7]))):
+        await tb.expect_no_completion(dws)
+        sta = await env.devsta()
+        assert sta & ERRS == DevSta.UNSUPPORTED_REQUEST | DevSta.NONFATAL, f"{name}: Device Status {sta:#x}"
+        await env.clear_errors()
+    if ur0 is not None:
+        assert tb.error_count("err_ur") - ur0 == 2, "err_ur for Vendor_Defined Type 0"
+    await env.sanity()
     assert not tb.bridge.messages, f"the function sent messages: {tb.bridge.messages}"
     tb.check_clean()
 
