@@ -18,7 +18,7 @@ MODULES = {
     "tb.cocotb.enumeration_test": ["enumeration_ids_test", "bar_sizing_test", "capability_walk_test"],
     "tb.cocotb.config_access_test": ["config_read_all_test", "rw1c_error_bits_test"],
     "tb.cocotb.request_handling_test": ["unsupported_requests_test", "malformed_test",
-                                        "unexpected_and_messages_test"],
+                                        "unexpected_and_messages_test", "broken_frames_test"],
     "tb.cocotb.completion_split_test": ["read_split_mps128_test"],
     "tb.cocotb.flr_test": ["flr_test"],
 }

@@ -625,3 +625,91 @@ async def flr_interrupts_test(dut):
     await env.expect_quiet((m[0], m[1] + 1, m[2]), what="after FLR")
     env.check()
 
+
+
+# ============================================================================ bad accesses
+@cocotb.test()
+async def msix_table_access_test(dut):
+    """MSX-02, MSX-D1: accesses to the MSI-X table other than the aligned DWORD / QWORD ones
+    software must use (PCI Local Bus 3.0 6.8.2: their result is undefined) are served byte by
+    byte, never corrupting a neighbour: byte and half-word writes and reads of every lane,
+    garbage in disabled lanes, an aligned and a misaligned 2-DW write and read (address high +
+    data); Vector Control ignores a write without byte 0 and its reserved bits read 0; the space
+    after the last entry reads 0 and ignores writes (no aliasing onto entry 0); the event on the
+    entry afterwards still goes to its programmed target."""
+    env, vec = await start(dut)
+    mx = env.msix
+    v = vec[0]
+    t_off = 16 * v
+    orig = await mx.read_entry(v)
+    await mx.mask(v, True)
+    await env.flush()
+    # byte writes of the message data, garbage in the other lanes
+    for i, b in enumerate((0x11, 0x22, 0x33, 0x44)):
+        await env.wr("msix_table", t_off + 8, (0xA5A5_A5A5 & ~(0xFF << 8 * i)) | b << 8 * i,
+                     fbe=1 << i)
+    assert await env.rd("msix_table", t_off + 8) == 0x4433_2211, "byte writes of message data"
+    for i, b in enumerate((0x11, 0x22, 0x33, 0x44)):
+        got = await env.rd("msix_table", t_off + 8, fbe=1 << i)
+        assert got >> 8 * i & 0xFF == b, f"byte read of lane {i}: {got:#x}"
+    # a half-word write changes exactly its two bytes
+    await env.wr("msix_table", t_off + 8, 0xBEEF_0000, fbe=0b1100)
+    assert await env.rd("msix_table", t_off + 8) == 0xBEEF_2211, "half-word write"
+    # aligned QWORD (address) and misaligned 2-DW (address high + data) writes and reads
+    await env.wr_n("msix_table", t_off, [0xFEE0_1000, 0x0000_0012])
+    assert await env.rd_n("msix_table", t_off, 2) == [0xFEE0_1000, 0x12], "aligned QWORD"
+    await env.wr_n("msix_table", t_off + 4, [0x0000_0034, 0xC0DE_0001])
+    assert await env.rd_n("msix_table", t_off + 4, 2) == [0x34, 0xC0DE_0001], "misaligned 2-DW"
+    assert await env.rd("msix_table", t_off) == 0xFEE0_1000, "misaligned write hit address low"
+    # Vector Control: no byte 0, no change; reserved bits read 0
+    await env.wr("msix_table", t_off + 12, 0, fbe=0b1110)
+    assert await env.rd("msix_table", t_off + 12) == 1, "Mask cleared by a write without byte 0"
+    await env.wr("msix_table", t_off + 12, 0xFFFF_FFFF)
+    assert await env.rd("msix_table", t_off + 12) == 1, "Vector Control reserved bits"
+    # past the last entry: reads 0, writes go nowhere (entry 0 keeps its contents)
+    span = REG["msix_table"]["span"]
+    e0 = [await env.rd("msix_table", 4 * k) for k in range(4)]
+    for off in (16 * N, 16 * N + 8, span - 4):
+        if off < span:
+            await env.wr("msix_table", off, 0xFFFF_FFFF)
+            assert await env.rd("msix_table", off) == 0, f"table+{off:#x} past the entries"
+    assert [await env.rd("msix_table", 4 * k) for k in range(4)] == e0, "a write past the table aliased"
+    # restore the entry; its event goes to the programmed target
+    await mx.write_entry(v, orig[0], orig[1], masked=bool(orig[2]))
+    await env.flush()
+    await one_event(env, ("q", 0), entries=[v], what="after the bad accesses")
+    env.check()
+
+
+@cocotb.test()
+async def pba_write_test(dut):
+    """MSX-D1: the Pending Bit Array is read-only (PCI Local Bus 3.0 6.8.1.3 / 6.8.2.10): DWORD,
+    QWORD and byte writes of ones and zeros neither set nor clear a pending bit; the space past
+    the PBA reads 0; the pending vector is still sent exactly once when unmasked."""
+    env, vec = await start(dut)
+    mx = env.msix
+    v0 = vec[0]
+    await mx.mask(v0, True)
+    await env.flush()
+    m = env.mark()
+    await env.irq(("q", 0))
+    await env.expect_quiet(m, what="masked vector")
+    want = 1 << v0
+    assert await mx.pba() == want
+    for dws, fbe in (([0], 0xF), ([0xFFFF_FFFF], 0xF), ([0, 0], 0xF), ([0xFFFF_FFFF] * 2, 0xF),
+                     ([0], 0x1), ([0xFFFF_FFFF], 0x2)):
+        if len(dws) == 1:
+            await env.wr("msix_pba", 0, dws[0], fbe=fbe)
+        else:
+            await env.wr_n("msix_pba", 0, dws)
+        assert await mx.pba() == want, f"PBA write {dws} (BE {fbe:#x}) changed it"
+    words = (N + 63) // 64
+    if 8 * words < REG["msix_pba"]["span"]:
+        await env.wr("msix_pba", 8 * words, 0xFFFF_FFFF)
+        assert await env.rd("msix_pba", 8 * words) == 0, "past the PBA"
+    await mx.mask(v0, False)
+    await env.wait_writes(m[0] + 1)
+    await env.settle(60)
+    assert env.entries_hit(m[0]) == [v0], f"unmask after PBA writes: {env.entries_hit(m[0])}"
+    assert await mx.pba() == 0
+    env.check()

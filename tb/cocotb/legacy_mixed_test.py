@@ -9,7 +9,7 @@ from cocotbext.pcie.core.tlp import CplStatus, TlpType
 from tb.env import mem_tlp
 from tb.legacy_driver import Leg, LegacyVirtioDriver
 from tb.legacy_env import LegacyTB, io_tlp, legacy_init
-from tb.pcispec import Hdr
+from tb.pcispec import CapId, DevSta, Hdr, PcieCap, Sts
 from tb.virtio_driver import F, Status, VirtioPciDriver
 
 ANY_LAYOUT = 27
@@ -149,6 +149,65 @@ async def legacy_bad_requests_test(dut):
     assert await env.io_rd(Leg.HOST_FEATURES) & 1 << ANY_LAYOUT
     if ur0 is not None:
         assert env.error_count("err_ur") - ur0 >= n_ur, "err_ur did not count the refused requests"
+    env.check()
+
+
+@cocotb.test()
+async def legacy_poisoned_malformed_io_test(dut):
+    """LEG-01, PCI-01: bad I/O requests to the legacy header: a poisoned IOWr (EP=1) is discarded
+    and answered with UR (PCIe 2.7.2.2), setting Detected Parity Error and Non-Fatal Error
+    Detected; I/O requests that break the I/O rules (TC other than 0, length other than 1, a
+    last byte enable) are malformed: dropped without a completion, Fatal Error Detected.  None of
+    them changes the device status; the header still answers."""
+    env = LegacyTB(dut)
+    await env.start()
+    io = env.io_base
+    caps = await env.capabilities()
+    devctl = env.find_cap(caps, CapId.PCIE).offset + PcieCap.DEVCTL
+    errs = DevSta.CORRECTABLE | DevSta.NONFATAL | DevSta.FATAL | DevSta.UNSUPPORTED_REQUEST
+
+    async def devsta():
+        return (await env.cfg_read_dword(devctl)) >> 16
+
+    async def clear():
+        await env.cfg_write_dword(devctl, errs << 16, fbe=0b1100)
+        await env.cfg_write_dword(Hdr.COMMAND, Sts.RW1C << 16, fbe=0b1100)
+
+    await clear()
+    assert await env.io_rd(Leg.STATUS, 1) == 0
+    status_dw = io + Leg.STATUS & ~3
+    bad = io_tlp(True, status_dw, fbe=0x4, data=Status.ACKNOWLEDGE << 16)
+    bad.ep = True
+    cpls = await env.raw_request(bad, settle=10)
+    assert len(cpls) == 1 and cpls[0].status == CplStatus.UR and cpls[0].fmt_type == TlpType.CPL, \
+        f"poisoned IOWr: {cpls}"
+    assert await env.io_rd(Leg.STATUS, 1) == 0, "poisoned IOWr landed"
+    sts = (await env.cfg_read_dword(Hdr.COMMAND)) >> 16
+    assert sts & Sts.DETECTED_PARITY_ERROR, f"poisoned IOWr: Status {sts:#x}"
+    assert await devsta() & errs == DevSta.NONFATAL, "poisoned IOWr: Device Status"
+    await clear()
+
+    def variant(tlp, fix):
+        dws, tag = env.dws(tlp)
+        return fix(dws), tag
+
+    cases = [
+        ("IORd with TC 1", variant(io_tlp(False, io), lambda d: [d[0] | 1 << 20] + d[1:])),
+        ("IOWr with TC 7", variant(io_tlp(True, status_dw, fbe=0x4, data=Status.ACKNOWLEDGE << 16),
+                                   lambda d: [d[0] | 7 << 20] + d[1:])),
+        ("IORd length 2", variant(io_tlp(False, io), lambda d: [d[0] & ~0x3FF | 2] + d[1:])),
+        ("IOWr length 2", variant(io_tlp(True, status_dw, fbe=0x4, data=Status.ACKNOWLEDGE << 16),
+                                  lambda d: [d[0] & ~0x3FF | 2] + d[1:] + [d[-1]])),
+        ("IOWr with last BE", variant(io_tlp(True, status_dw, fbe=0x4, data=Status.ACKNOWLEDGE << 16),
+                                      lambda d: [d[0], d[1] | 0xF0] + d[2:])),
+    ]
+    for name, (dws, tag) in cases:
+        await env.expect_no_completion(dws, tag=tag)
+        sta = await devsta()
+        assert sta & DevSta.FATAL, f"{name}: Fatal Error Detected not set ({sta:#x})"
+        await clear()
+    assert await env.io_rd(Leg.STATUS, 1) == 0, "a malformed IOWr landed"
+    assert await env.io_rd(Leg.HOST_FEATURES) & 1 << ANY_LAYOUT
     env.check()
 
 

@@ -161,6 +161,9 @@ def ref_ops(dws, env):
         # (its non-posted form is still answered with UR status)
         if not claimed or kind in ("msg", "cpl"):
             errs.add({"msg": "msg", "cpl": "unexpected_cpl"}.get(kind, "ur"))
+        if kind == "msg" and (h["lbe"] << 4 | h["fbe"]) == 0x7E:
+            errs.add("ur")        # 2.2.8.6: unsupported Vendor_Defined Type 0 is a UR
+
         if posted:
             return [], errs
         memrd = kind in ("mrd", "mrdlk")

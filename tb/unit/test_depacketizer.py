@@ -275,6 +275,7 @@ def test_unsupported_requests(width):
         msg_req(0x20),                                                # Assert_INTA
         msg_req(0x7F, routing=0b011, data=[1, 2, 3]),                 # vendor MsgD
         msg_req(0x19, routing=0b011),                                 # PME_Turn_Off
+        msg_req(0x7E, routing=0b010),                                 # Vendor_Defined Type 0: UR
         cpl_tlp(tag=3),                                               # unexpected Cpl
         cpl_tlp(data=[1, 2, 3, 4], byte_count=16),                    # unexpected CplD
     ]

@@ -15,7 +15,9 @@ arrived.  Requests this function serves are split into DW operations (``OpLayout
   has status UR; a posted request that is not served is dropped.
 
 Malformed TLPs (length against payload, byte-enable rules, 4 KiB crossing, payload over
-Max_Payload_Size, TLP prefixes, undefined types) are dropped without a completion.  So are broken
+Max_Payload_Size, TLP prefixes, undefined types) are dropped without a completion.  Messages
+are dropped; an (unsupported) Vendor_Defined Type 0 message also counts as a posted Unsupported
+Request (2.2.8.6).  So are broken
 frames: beats without ``first`` outside a TLP, and a TLP cut short by a new ``first`` beat (its
 ``err_malformed`` pulse comes with that beat).
 
@@ -33,6 +35,9 @@ from amaranth.utils import ceil_log2
 from .layouts import (FmtType, CplStatus, HdrDW0, ReqDW1, CfgDW2, Space, OpLayout, tlp_stream)
 
 __all__ = ["Depacketizer", "byte_count_for", "first_be_offset"]
+
+#: Message Code of Vendor_Defined Type 0 (PCIe Table 2-25)
+MSG_VENDOR_DEFINED_TYPE0 = 0x7E
 
 
 def first_be_offset(m, fbe):
@@ -180,6 +185,9 @@ class Depacketizer(wiring.Component):
                           FmtType.CAS32, FmtType.CAS64)
         is_msg = (ft[3:8] == 0b00110) | (ft[3:8] == 0b01110)
         is_cpl = ft_is(FmtType.CPL, FmtType.CPLD, FmtType.CPLLK, FmtType.CPLDLK)
+        # PCIe 2.2.8.6: an unsupported Vendor_Defined Type 0 message (code 0x7E) is an Unsupported
+        # Request (posted: dropped and logged); every other message is dropped silently
+        is_vdm0 = is_msg & (Cat(dw1.first_be, dw1.last_be) == MSG_VENDOR_DEFINED_TYPE0)
         is_prefix = ft[7]
         known = is_mrd | is_mwr | is_io | is_cfg0 | is_cfg1 | is_lk | is_atomic | is_msg | is_cpl
 
@@ -366,8 +374,8 @@ class Depacketizer(wiring.Component):
                 with m.Elif(beat.last):
                     m.d.comb += [
                         self.err_malformed.eq(malformed | cut),
-                        self.err_ur.eq(~malformed & ~claimed & ~is_msg & ~is_cpl),
-                        self.err_ur_posted.eq(~malformed & ~claimed & is_mwr),
+                        self.err_ur.eq(~malformed & ((~claimed & ~is_msg & ~is_cpl) | is_vdm0)),
+                        self.err_ur_posted.eq(~malformed & ((~claimed & is_mwr) | is_vdm0)),
                         self.err_poisoned.eq(~malformed & poisoned),
                         self.err_unexpected_cpl.eq(~malformed & is_cpl),
                         self.msg_dropped.eq(~malformed & is_msg),
