@@ -84,7 +84,9 @@ from .env import load_desc, CLK_PERIOD_NS
 from .lean_driver import LeanDriver
 from .tlp_convert import dws_to_beats
 from .ref_model import RefModel
-from .unit.pcie_rules import classify
+from .unit.pcie_rules import classify, ref_ops
+from .virtio_model import LEGACY_ONLY
+from virtio_pci.tlp.layouts import Space
 from .virtio_backend import VirtioBackend, unpack_fields
 
 __all__ = ["Stress", "StressError"]
@@ -135,11 +137,17 @@ class Stress:
                           cpl_dropped=0, cpl_dropped_flr=0, doorbells=0, qevents=0,
                           irq_requests=0, irq_dropped=0, irq_bursts=0, irq_overlapped=0, msix_msgs=0, intx_msgs=0,
                           virtio_resets=0, qresets=0,
-                          flr=0, flr_inflight=0, rst=0, rst_inflight=0, syncs=0)
+                          flr=0, flr_inflight=0, rst=0, rst_inflight=0, syncs=0,
+                          io=0, io_reads=0, io_writes=0, legacy_doorbells=0, legacy_qevents=0,
+                          legacy_resets=0, legacy_waits=0, legacy_inits=0, io_toggles=0,
+                          rows_checked=0)
         self.virtio_reset_pending = False
         self.qreset_pending = set()
         self.mem_bar_size = self.model.bar_size
-        self.feat = self.desc.features()
+        # the modern driver offers what device_feature shows (never the legacy-only bits)
+        self.feat = self.desc.features() & ~LEGACY_ONLY
+        self.transitional = bool(P.get("transitional"))
+        self.io_size = self.model.io_size
         self.nq = P["num_queues"]
         self.nvec = P["msix_vectors"]
         self.regions = self.desc.regions
@@ -291,6 +299,11 @@ class Stress:
             self.exp_tlps.append((t, m, dws, hook if i == len(ans.tlps) - 1 else None, False))
         self.exp_db.extend(ans.doorbells)
         self.exp_qev.extend(ans.qevents)
+        if ans.io:
+            self.stats["legacy_doorbells"] += ans.legacy_doorbells
+            self.stats["legacy_qevents"] += len(ans.qevents)
+        if ans.virtio_reset and ans.io:
+            self.stats["legacy_resets"] += 1
         for q, kind in ans.qevents:
             if kind == 1:
                 self.qreset_pending.add(q)
@@ -439,6 +452,8 @@ class Stress:
         m = self.model
         skip = {m.cfg.dword_of("pci_cfg_data"), m.cfg.dword_of("mem_bar_lo"),
                 m.cfg.dword_of("mem_bar_hi")}
+        if self.transitional:
+            skip.add(m.cfg.dword_of("io_bar"))
         while True:
             dw = self.cfg_dw_choice()
             if dw not in skip:
@@ -452,6 +467,8 @@ class Stress:
                     data = (data & ~(7 << 5)) | rng.choice([0, 1, 2]) << 5
             if dw == m.cfg.dword_of("command") and rng.random() < 0.9:
                 data |= 0x2                     # mostly keep Memory Space enabled
+            if dw == m.cfg.dword_of("command") and self.transitional and rng.random() < 0.85:
+                data |= 0x1                     # and I/O Space
             if dw == m.cfg.dword_of("msix_control") and rng.random() < 0.5:
                 data &= 0x3FFF_FFFF
         self.stats["cfg"] += 1
@@ -537,14 +554,14 @@ class Stress:
                 d = self.cfg(w, rng.randrange(0x40), 0xF, 0, fn=rng.randrange(1, 8))
             await self.send(d)
             await self._cfg_quiet()
-        elif k == 11:   # I/O request (no I/O BAR)
+        elif k == 11:   # I/O request (outside the I/O BAR, or no I/O BAR)
             w = rng.random() < 0.5
             d = [_dw0(2 if w else 0, 0x02, 1, tag=self.next_tag()),
                  rng.randrange(1 << 16) << 16 | (self.tag & 0xFF) << 8 | 0xF,
                  rng.randrange(1 << 16) << 2]
             if w:
                 d.append(rng.randrange(1 << 32))
-            await self.send(d)
+            await self.send_io(d)
         elif k == 12:   # locked read
             await self.send(self.mem(False, addr, 1, 0xF, 0, typ=0x01))
         elif k == 13:   # messages
@@ -669,10 +686,17 @@ class Stress:
         await self.send(self.cfg(False, 0))
         await self.send(self.cfg(True, m.cfg.dword_of("mem_bar_lo"), 0xF, base & 0xFFFF_FFFF))
         await self.send(self.cfg(True, m.cfg.dword_of("mem_bar_hi"), 0xF, base >> 32))
-        await self.send(self.cfg(True, m.cfg.dword_of("command"), 0x3, 0x0006))
+        cmd = 0x0006
+        if self.transitional:
+            io = self.rng.randrange(1, 0x10000 // self.io_size) * self.io_size
+            await self.send(self.cfg(True, m.cfg.dword_of("io_bar"), 0xF, io | 1))
+            cmd |= 0x0001
+        await self.send(self.cfg(True, m.cfg.dword_of("command"), 0x3, cmd))
         await self._cfg_quiet()
         if m.bar_base != base:
             raise StressError(f"model BAR {m.bar_base:#x} after programming {base:#x}")
+        if self.transitional and m.io_base != io:
+            raise StressError(f"model I/O BAR {m.io_base:#x} after programming {io:#x}")
         await self.msix_setup(rewrite_msix)
 
     def _tlps_left(self):
@@ -775,7 +799,7 @@ class Stress:
         rng = self.rng
         c = self.model.common
         if not c.resetting and not c.status & 0x04 and rng.random() < 0.7:
-            await self.driver_init()            # requests are only taken after DRIVER_OK
+            await self.any_init()               # requests are only taken after DRIVER_OK
         if rng.random() < 0.08:
             await self.msix_setup()             # MSI-X on or off (INTx), new entries, unmasks
         elif not self.model.command & 0x4 and rng.random() < 0.5:
@@ -900,6 +924,8 @@ class Stress:
         self.sweep()
         await self.error_status_check()
         await self._drain()         # the model answered those before the acknowledge below
+        if not self.model.common.resetting:
+            await self.check_rows()
         if self.virtio_reset_pending:
             # the model first: the acknowledge clears the ISR, and a Deassert_INTA may follow
             # within the cycles below
@@ -918,6 +944,165 @@ class Stress:
                 self.qreset_pending.discard(q)
                 self.stats["qresets"] += 1
         self.check_outputs()
+
+    async def check_rows(self):
+        """The queue table as the back-end reads it (``qrd_*``: size, vector and the three ring
+        addresses, legacy layout included) against the model, for every queue (the first 8)."""
+        c = self.model.common
+        for q in range(min(self.nq, 8)):
+            row = await self.be.read_queue(q)
+            mq = c.queues[q]
+            want = dict(size=mq.size, vector=mq.vector, desc=mq.desc, driver=mq.driver,
+                        device=mq.device)
+            got = {k: row[k] for k in want}
+            self.stats["rows_checked"] += 1
+            if got != want:
+                self._fail(f"queue {q} row on qrd {got} != model {want}")
+
+    # ---------------------------------------------------------------- legacy header --
+    def io_tlp(self, write, dw, be, data=0, *, addr=None, length=1, lbe=0, tc=0):
+        """An IORd / IOWr to DW ``dw`` of I/O BAR0 (or to ``addr``)."""
+        if addr is None:
+            addr = (self.model.io_base or 0) + 4 * dw
+        d = [_dw0(2 if write else 0, 0x02, length, tc=tc, tag=self.next_tag()),
+             self.rng.randrange(1 << 16) << 16 | (self.tag & 0xFF) << 8 | lbe << 4 | be,
+             addr & 0xFFFF_FFFC]
+        if write:
+            d += [data] * length
+        return d
+
+    async def send_io(self, dws):
+        """Send an I/O request.  One that reaches a common-configuration field of the legacy
+        header while a device reset is in progress waits for the back-end's acknowledge (README,
+        legacy.py): the pipeline is drained, the request sent, it must not complete within a
+        random number of cycles, then the back-end acknowledges and it goes through (the model
+        applies the reset first, since the request executes after it)."""
+        m = self.model
+        ops, _ = ref_ops(dws, m.env())
+        op = ops[0] if ops else None
+        served = op is not None and op["space"] == Space.IO
+        if served:
+            self.stats["io"] += 1
+            self.stats["io_writes" if op["write"] else "io_reads"] += 1
+        if not (served and m.common.resetting and m.io_waits(op["addr"], op["be"])):
+            return await self.send(dws)
+        await self._drain()
+        m.virtio_reset_done()
+        self.virtio_reset_pending = False
+        self.qreset_pending.clear()
+        mark = len(self.exp_tlps)
+        ans = await self.send(dws)
+        await ClockCycles(self.dut.clk, self.rng.randrange(8, 48))
+        if self.exp_head > mark and op["be"]:
+            self._fail(f"legacy access {[hex(d) for d in dws]} completed during a device reset "
+                       f"(before the back-end's acknowledge)")
+        await self.be.ack_reset()
+        await ClockCycles(self.dut.clk, 4)
+        self.stats["virtio_resets"] += 1
+        self.stats["legacy_waits"] += 1
+        return ans
+
+    def legacy_data(self, dw):
+        """Biased write data for legacy header DW ``dw``."""
+        rng = self.rng
+        c = self.model.common
+        if rng.random() < 0.15:
+            return rng.randrange(1 << 32)
+        q = rng.randrange(self.nq + 1)
+        if dw == 1:
+            return c.host_features & rng.choice([0xFFFF_FFFF, rng.randrange(1 << 32)])
+        if dw == 2:
+            return rng.choice([0, 0, rng.randrange(1, 1 << 20), rng.randrange(1, 1 << 20),
+                               rng.randrange(1 << 32)])
+        if dw == 3:
+            return q << 16 | rng.randrange(1 << 16)
+        if dw == 4:
+            st = rng.choice([0x01, 0x03, 0x07, 0x07, 0x07, 0x0F, 0x83, 0x47, 0x00,
+                             rng.randrange(256)])
+            return rng.randrange(1 << 8) << 24 | st << 16 | q
+        if dw == 5:
+            return self.rand_vector() << 16 | self.rand_vector()
+        return rng.randrange(1 << 32)
+
+    async def io_access(self):
+        """A random legacy-header access: every DW of the I/O BAR (header, device configuration
+        at 20 / 24, past it, past the BAR), every byte-enable pattern, reads and writes with data
+        the fields take; now and then I/O Space Enable toggled or a malformed I/O request."""
+        rng = self.rng
+        m = self.model
+        r = rng.random()
+        if r < 0.02:                         # toggle I/O Space Enable
+            self.stats["io_toggles"] += 1
+            on = 0 if m.command & 1 and rng.random() < 0.5 else 1
+            await self.send(self.cfg(True, m.cfg.dword_of("command"), 0x3,
+                                     (m.command & ~1) | on))
+            await self._cfg_quiet()
+            return
+        n = self.io_size // 4
+        if r < 0.04:                         # malformed: length 2, last BE, TC
+            k = rng.randrange(3)
+            d = self.io_tlp(rng.random() < 0.5, rng.randrange(n), 0xF, rng.randrange(1 << 32),
+                            length=2 if k == 0 else 1, lbe=rng.randrange(1, 16) if k == 1 else 0,
+                            tc=rng.randrange(1, 8) if k == 2 else 0)
+            await self.send(d)
+            return
+        r = rng.random()
+        if r < 0.8:
+            dw = rng.randrange(min(n, 8))
+        elif r < 0.97:
+            dw = rng.randrange(n)
+        else:
+            dw = n + rng.randrange(64)       # past the BAR: not ours (UR)
+        write = rng.random() < 0.55
+        if rng.random() < 0.5:
+            be = rng.randrange(16)
+        elif dw == 4:
+            be = rng.choice([0x3, 0x3, 0x4, 0x4, 0x8, 0x1, 0xC, 0xF])
+        else:
+            be = rng.choice([0xF, 0xF, 0x3, 0xC, 0x1, 0x8])
+        if dw == 4 and write and be & 0x4 and rng.random() < 0.7:
+            be &= ~0x4 if rng.random() < 0.5 else 0xF     # fewer device resets
+        data = self.legacy_data(dw) if write else 0
+        await self.send_io(self.io_tlp(write, dw, be, data))
+
+    async def legacy_init(self):
+        """The init sequence of Linux's virtio_pci_legacy through the I/O BAR: reset (status 0),
+        ACKNOWLEDGE | DRIVER, host features read, guest features written, per queue: select,
+        size read, PFN written (sometimes not), MSI-X vectors when enabled, DRIVER_OK."""
+        m = self.model
+        rng = self.rng
+        self.stats["legacy_inits"] += 1
+        if not m.command & 1:
+            await self.send(self.cfg(True, m.cfg.dword_of("command"), 0x3, m.command | 1))
+            await self._cfg_quiet()
+
+        async def io(write, dw, be, data=0):
+            await self.send_io(self.io_tlp(write, dw, be, data))
+
+        await io(True, 4, 0x4, 0)
+        await io(True, 4, 0x4, 0x01 << 16)
+        await io(True, 4, 0x4, 0x03 << 16)
+        await io(False, 0, 0xF)
+        await io(True, 1, 0xF, m.common.host_features & rng.choice([0xFFFF_FFFF,
+                                                                     rng.randrange(1 << 32)]))
+        msix = m.cfg.field("msix_enable")
+        if msix:
+            await io(True, 5, 0x3, self.rand_vector())
+        for q in range(self.nq):
+            await io(True, 3, 0xC, q << 16)
+            await io(False, 3, 0x3)
+            if msix:
+                await io(True, 5, 0xC, self.rand_vector() << 16)
+            if rng.random() < 0.85:
+                await io(True, 2, 0xF, rng.randrange(1, 1 << 20))
+        await io(True, 4, 0x4, 0x07 << 16)
+
+    async def any_init(self):
+        """A modern driver init, or on a transitional device half of the time a legacy one."""
+        if self.transitional and self.rng.random() < 0.5:
+            await self.legacy_init()
+        else:
+            await self.driver_init()
 
     async def flr(self):
         """Function Level Reset, half of the time with the requests before it still in flight
@@ -999,10 +1184,17 @@ class Stress:
         await self.quiesce()
         await self._irq_requests([(q, False, False, 0) for q in range(self.nq)]
                                  + [(0, True, False, 0)])
+        await self.be.irq_idle()                # (the ISR bits are set before the next request)
+        await ClockCycles(self.dut.clk, 4)
         next_sync = rng.randrange(50, 400)
         while self.stats["tlps"] < self.count:
             r = rng.random()
-            if r < 0.34:
+            if self.transitional and rng.random() < 0.15:
+                if rng.random() < 0.01:
+                    await self.legacy_init()
+                else:
+                    await self.io_access()
+            elif r < 0.34:
                 await self.valid_mem(False)
             elif r < 0.78:
                 await self.valid_mem(True)
@@ -1030,7 +1222,7 @@ class Stress:
                     await self.irq_burst()
                 next_sync = self.stats["tlps"] + rng.randrange(50, 600)
                 if not self.model.common.status & 0x04 and rng.random() < 0.3:
-                    await self.driver_init()
+                    await self.any_init()
         await self.sync_point()
         await self.quiesce()
         wall = time.time() - wall0
