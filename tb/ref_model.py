@@ -37,6 +37,7 @@ Data sources:
 ``access(dws)`` returns an ``Answer``: expected upstream TLPs (as (dws, care-masks)), doorbells
 ``(queue, value, wide)``, queue events ``(queue, kind)``, and flags (``virtio_reset``, ``flr``).
 """
+from collections import Counter
 from dataclasses import dataclass, field
 
 from virtio_pci.config.capabilities import build_config_image
@@ -210,6 +211,7 @@ class RefModel:
         self.irq = IrqModel(self.nvec)
         self.io_size = self.p.io_bar_size if self.p.has_io_bar else 0
         self.transitional = self.p.transitional
+        self.legacy_counts = Counter()              # corners of the legacy header reached
         self.win_dw = self.cfg.dword_of("pci_cfg_data")
         self.status_dw = self.cfg.dword_of("status")
         self._dc = 0                                # don't-care bits of the last mem_read
@@ -299,6 +301,8 @@ class RefModel:
         """An ``irq`` request at a drained point.  Returns (allowed, vector or None)."""
         c = self.common
         allowed = c.irq_live(config)
+        if allowed and not c.status & 0x04:
+            self.legacy_counts["irq_before_driver_ok"] += 1
         if not config:
             allowed = allowed and queue < self.nq and c.queues[queue].enabled \
                 and not c.queues[queue].resetting
@@ -438,13 +442,18 @@ class RefModel:
         v = c.legacy_read(dw, be, hdr == 6) if dw != 4 or be & 0b0100 else 0
         if dw == 4 and be & 0b1000:          # ISR status at byte 19: reading clears it
             v = (v & 0x00FF_FFFF) | (self.isr & 0xFF) << 24
+            self.legacy_counts["isr_cleared"] += bool(self.isr)
             self.isr = 0
+        if dw == 5 and hdr == 6:
+            self.legacy_counts["vector_reads"] += 1
         return v
 
     def io_write(self, dw, be, data, ans):
         hdr = self.legacy_hdr_dw()
         c = self.common
+        n = self.legacy_counts
         if dw >= hdr:
+            n["dcfg_writes"] += 1
             return          # device configuration: read-only register file / back-end
         if dw == 4 and be & 0b0011:           # queue notify (before the status byte)
             wd = data & bytemask(be & 0b0011)
@@ -452,9 +461,17 @@ class RefModel:
             if queue < self.nq and c.queues[queue].enabled and c.doorbell_live(True):
                 ans.doorbells.append((queue, queue, 0))
                 ans.legacy_doorbells += 1
+                n["doorbells_before_driver_ok"] += not c.status & 0x04
         if dw == 4 and not be & 0b0100:
             return
-        self._common_events(c.legacy_write(dw, be, data, hdr == 6), ans)
+        if c.modern and not c.resetting and be and not (dw == 4 and not data >> 16 & 0xFF):
+            n["ignored_after_features_ok"] += 1
+        if dw == 5 and hdr == 6:
+            n["vector_writes"] += 1
+        events = c.legacy_write(dw, be, data, hdr == 6)
+        for ev in events:
+            n[f"pfn_{ev[0]}" if dw == 2 else f"status_{ev[0]}"] += 1
+        self._common_events(events, ans)
 
     def _common_events(self, events, ans):
         for ev in events:

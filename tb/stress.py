@@ -161,6 +161,8 @@ class Stress:
         elif self.mutate == "msix":             # the model expects the wrong message data
             entry = self.model.entry
             self.model.entry = lambda v: (entry(v)[0], entry(v)[1] ^ 1)
+        elif self.mutate.startswith("legacy_"):
+            self._mutate_legacy(self.mutate)
         self._rid = None
 
     # ---------------------------------------------------------------- scoreboard callbacks --
@@ -264,6 +266,30 @@ class Stress:
             if got != want:
                 self._fail(f"queue event {got} != expected {want}")
         self._orig_qev(value)
+
+    def _mutate_legacy(self, mu):
+        """Wrong legacy-header expectations (transitional builds): a device area one page off
+        (``legacy_layout``), legacy doorbells forgotten (``legacy_db``), legacy writes after a
+        modern FEATURES_OK taken (``legacy_mixing``)."""
+        m = self.model
+        orig = m.io_write
+
+        def io_write(dw, be, data, ans):
+            c = m.common
+            fok = c.status & 0x08
+            if mu == "legacy_mixing":
+                c.status &= ~0x08
+            n_ev = len(ans.qevents)
+            orig(dw, be, data, ans)
+            if mu == "legacy_mixing" and fok and not c.resetting:
+                c.status |= 0x08
+            if mu == "legacy_db" and ans.legacy_doorbells:
+                del ans.doorbells[-ans.legacy_doorbells:]
+            if mu == "legacy_layout":
+                for q, kind in ans.qevents[n_ev:]:
+                    if kind == 0:
+                        c.queues[q].device += 4096
+        m.io_write = io_write
 
     # ---------------------------------------------------------------- sending --
     def _mutate(self, ans):
@@ -1047,8 +1073,8 @@ class Stress:
             await self.send(d)
             return
         r = rng.random()
-        if r < 0.8:
-            dw = rng.randrange(min(n, 8))
+        if r < 0.8:     # the header, notify / status / ISR (DW 4) most
+            dw = rng.choices(range(8), [1, 3, 4, 3, 7, 3, 2, 2])[0]
         elif r < 0.97:
             dw = rng.randrange(n)
         else:
@@ -1057,7 +1083,7 @@ class Stress:
         if rng.random() < 0.5:
             be = rng.randrange(16)
         elif dw == 4:
-            be = rng.choice([0x3, 0x3, 0x4, 0x4, 0x8, 0x1, 0xC, 0xF])
+            be = rng.choice([0x3, 0x3, 0x3, 0x3, 0x4, 0x4, 0x8, 0x1, 0xC, 0xF])
         else:
             be = rng.choice([0xF, 0xF, 0x3, 0xC, 0x1, 0x8])
         if dw == 4 and write and be & 0x4 and rng.random() < 0.7:
@@ -1229,6 +1255,8 @@ class Stress:
         self.stats["wall_s"] = round(wall, 1)
         self.stats["tlps_per_s"] = round(self.stats["tlps"] / wall) if wall else 0
         self.stats["sim_ns"] = get_sim_time("ns")
+        if self.transitional:
+            self.stats.update({f"legacy_{k}": v for k, v in sorted(self.model.legacy_counts.items())})
         if self.drv.errors:
             raise StressError(f"{self.drv.errors[0]} (seed {self.seed})")
         if self.errors:
