@@ -818,6 +818,12 @@ class Stress:
             self._fail(f"features_ok {fok}, model status {c.status:#x}")
         if not c.resetting and int(d.device_status.value) != c.status:
             self._fail(f"device_status {int(d.device_status.value):#x}, model {c.status:#x}")
+        # the back-end's view of the negotiation: a legacy driver's features apply at once
+        if not c.resetting and int(d.driver_features.value) != c.negotiated:
+            self._fail(f"driver_features {int(d.driver_features.value):#x}, model "
+                       f"{c.negotiated:#x} (status {c.status:#x}, legacy {int(c.legacy)})")
+        if int(d.legacy.value) != int(c.legacy) and not c.resetting:
+            self._fail(f"legacy output {int(d.legacy.value)}, model {int(c.legacy)}")
 
     async def irq_burst(self):
         """Back-end interrupt requests at a drained point: 1 to 5, back to back or with gaps;
@@ -986,15 +992,21 @@ class Stress:
                 self._fail(f"queue {q} row on qrd {got} != model {want}")
 
     # ---------------------------------------------------------------- legacy header --
-    def io_tlp(self, write, dw, be, data=0, *, addr=None, length=1, lbe=0, tc=0):
-        """An IORd / IOWr to DW ``dw`` of I/O BAR0 (or to ``addr``)."""
+    def io_tlp(self, write, dw, be, data=0, *, addr=None, length=1, lbe=0, tc=0, td=0, ep=0):
+        """An IORd / IOWr to DW ``dw`` of I/O BAR0 (or to ``addr``); Attr random (it has no
+        meaning for I/O), address bits 1:0 (reserved) sometimes set."""
         if addr is None:
             addr = (self.model.io_base or 0) + 4 * dw
-        d = [_dw0(2 if write else 0, 0x02, length, tc=tc, tag=self.next_tag()),
-             self.rng.randrange(1 << 16) << 16 | (self.tag & 0xFF) << 8 | lbe << 4 | be,
-             addr & 0xFFFF_FFFC]
+        rng = self.rng
+        attr = rng.randrange(8) if rng.random() < 0.1 else 0
+        d = [_dw0(2 if write else 0, 0x02, length, tc=tc, attr=attr, tag=self.next_tag(), td=td,
+                  ep=ep),
+             rng.randrange(1 << 16) << 16 | (self.tag & 0xFF) << 8 | lbe << 4 | be,
+             (addr & 0xFFFF_FFFC) | (rng.randrange(4) if rng.random() < 0.05 else 0)]
         if write:
             d += [data] * length
+        if td:
+            d.append(rng.randrange(1 << 32))
         return d
 
     async def send_io(self, dws):
@@ -1065,12 +1077,14 @@ class Stress:
             await self._cfg_quiet()
             return
         n = self.io_size // 4
-        if r < 0.04:                         # malformed: length 2, last BE, TC
-            k = rng.randrange(3)
-            d = self.io_tlp(rng.random() < 0.5, rng.randrange(n), 0xF, rng.randrange(1 << 32),
+        if r < 0.05:        # malformed (length 2, last BE, TC), poisoned write (UR), digest
+            k = rng.randrange(5)
+            w = k == 3 or rng.random() < 0.5
+            d = self.io_tlp(w, rng.randrange(n), rng.randrange(16), self.legacy_data(4),
                             length=2 if k == 0 else 1, lbe=rng.randrange(1, 16) if k == 1 else 0,
-                            tc=rng.randrange(1, 8) if k == 2 else 0)
-            await self.send(d)
+                            tc=rng.randrange(1, 8) if k == 2 else 0, ep=int(k == 3),
+                            td=int(k == 4))
+            await self.send_io(d)
             return
         r = rng.random()
         if r < 0.8:     # the header, notify / status / ISR (DW 4) most
