@@ -24,9 +24,20 @@ Data sources:
   rules of ``virtio/notify.py``'s docstring), MSI-X table (byte-enabled entries, Mask bit 0 of
   Vector Control, reset to masked) and PBA (read-only).
 
+* the legacy header of a transitional device in I/O BAR0 (README "Transitional devices: the
+  legacy header", ``virtio/legacy.py``'s register map): ``io_read`` / ``io_write`` route each
+  byte of a DW to its field: DWs 0-3 (features, queue address, size, select), DW 4 (queue
+  notify in bytes 0-1, status in byte 2, ISR in byte 3: read clears it), DW 5 the two MSI-X
+  vectors while MSI-X is enabled, and the device configuration from byte 20 (MSI-X disabled) or
+  24 (enabled) to the end of the BAR (0 past the device configuration); the common-config fields
+  are ``CommonCfgModel.legacy_*``.  A legacy doorbell names its queue in the value written and
+  counts before DRIVER_OK for a legacy driver.  The BAR is decoded from the config image's
+  ``io_bar`` and I/O Space Enable (the I/O rules of ``pcie_rules``).
+
 ``access(dws)`` returns an ``Answer``: expected upstream TLPs (as (dws, care-masks)), doorbells
 ``(queue, value, wide)``, queue events ``(queue, kind)``, and flags (``virtio_reset``, ``flr``).
 """
+from collections import Counter
 from dataclasses import dataclass, field
 
 from virtio_pci.config.capabilities import build_config_image
@@ -72,6 +83,8 @@ class Answer:
     flr: bool = False
     errors: set = field(default_factory=set)
     posted: bool = False
+    io: bool = False                # an I/O request served by the legacy header
+    legacy_doorbells: int = 0
 
 
 class ConfigModel:
@@ -196,6 +209,9 @@ class RefModel:
         self.err_log = []                           # (seq, dw, bits) of hardware-set bits
         self.seq = 0
         self.irq = IrqModel(self.nvec)
+        self.io_size = self.p.io_bar_size if self.p.has_io_bar else 0
+        self.transitional = self.p.transitional
+        self.legacy_counts = Counter()              # corners of the legacy header reached
         self.win_dw = self.cfg.dword_of("pci_cfg_data")
         self.status_dw = self.cfg.dword_of("status")
         self._dc = 0                                # don't-care bits of the last mem_read
@@ -284,7 +300,9 @@ class RefModel:
     def irq_request(self, queue, config):
         """An ``irq`` request at a drained point.  Returns (allowed, vector or None)."""
         c = self.common
-        allowed = bool(c.status & 0x04) and not c.resetting
+        allowed = c.irq_live(config)
+        if allowed and not c.status & 0x04:
+            self.legacy_counts["irq_before_driver_ok"] += 1
         if not config:
             allowed = allowed and queue < self.nq and c.queues[queue].enabled \
                 and not c.queues[queue].resetting
@@ -390,10 +408,79 @@ class RefModel:
         q.intx_msgs = q.intx_trans = 0
         return errs
 
+    @property
+    def io_base(self):
+        """Base of I/O BAR0 (None without one)."""
+        if not self.io_size:
+            return None
+        return self.cfg.field("io_bar") & ~(self.io_size - 1) & DATA_MASK
+
     def env(self):
         return Env(bar_base=self.bar_base, bar_size=self.bar_size,
                    mem_enable=self.command >> 1 & 1, mps_code=self.cfg.field("mps"),
-                   mps_supported=self.p.max_payload_supported)
+                   mps_supported=self.p.max_payload_supported,
+                   io_base=self.io_base if self.transitional else None, io_size=self.io_size,
+                   io_enable=self.command & 1)
+
+    # ---- legacy header (I/O BAR0 of a transitional device) ----
+    def legacy_hdr_dw(self):
+        """DW where the device configuration starts (byte 20, or 24 with MSI-X enabled)."""
+        return 6 if self.cfg.field("msix_enable") else 5
+
+    def io_waits(self, dw, be):
+        """A legacy access that reaches a common-configuration field: it waits while a device
+        reset is in progress (DW 4 only when it touches the status byte)."""
+        hdr = self.legacy_hdr_dw()
+        return dw < 4 or (dw == 4 and bool(be & 0b0100)) or (dw == 5 and hdr == 6)
+
+    def io_read(self, dw, be):
+        hdr = self.legacy_hdr_dw()
+        c = self.common
+        if dw >= hdr:
+            off = 4 * (dw - hdr)
+            return int.from_bytes(bytes(self.dcfg[off:off + 4]).ljust(4, b"\0"), "little")
+        v = c.legacy_read(dw, be, hdr == 6) if dw != 4 or be & 0b0100 else 0
+        if dw == 4 and be & 0b1000:          # ISR status at byte 19: reading clears it
+            v = (v & 0x00FF_FFFF) | (self.isr & 0xFF) << 24
+            self.legacy_counts["isr_cleared"] += bool(self.isr)
+            self.isr = 0
+        if dw == 5 and hdr == 6:
+            self.legacy_counts["vector_reads"] += 1
+        return v
+
+    def io_write(self, dw, be, data, ans):
+        hdr = self.legacy_hdr_dw()
+        c = self.common
+        n = self.legacy_counts
+        if dw >= hdr:
+            n["dcfg_writes"] += 1
+            return          # device configuration: read-only register file / back-end
+        if dw == 4 and be & 0b0011:           # queue notify (before the status byte)
+            wd = data & bytemask(be & 0b0011)
+            queue = wd & 0xFFFF
+            if queue < self.nq and c.queues[queue].enabled and c.doorbell_live(True):
+                ans.doorbells.append((queue, queue, 0))
+                ans.legacy_doorbells += 1
+                n["doorbells_before_driver_ok"] += not c.status & 0x04
+        if dw == 4 and not be & 0b0100:
+            return
+        if c.modern and not c.resetting and be and not (dw == 4 and not data >> 16 & 0xFF):
+            n["ignored_after_features_ok"] += 1
+        if dw == 5 and hdr == 6:
+            n["vector_writes"] += 1
+        events = c.legacy_write(dw, be, data, hdr == 6)
+        for ev in events:
+            n[f"pfn_{ev[0]}" if dw == 2 else f"status_{ev[0]}"] += 1
+        self._common_events(events, ans)
+
+    def _common_events(self, events, ans):
+        for ev in events:
+            if ev[0] == "reset":
+                ans.virtio_reset = True
+            elif ev[0] == "enable":
+                ans.qevents.append((ev[1], 0))
+            elif ev[0] == "qreset":
+                ans.qevents.append((ev[1], 1))
 
     def region_of(self, dw):
         """(region name, DW inside the region) of BAR DW ``dw``; (None, 0) for a gap."""
@@ -434,13 +521,7 @@ class RefModel:
     def mem_write(self, dw, be, data, ans):
         name, d = self.region_of(dw)
         if name == "common":
-            for ev in self.common.write(d, be, data):
-                if ev[0] == "reset":
-                    ans.virtio_reset = True
-                elif ev[0] == "enable":
-                    ans.qevents.append((ev[1], 0))
-                elif ev[0] == "qreset":
-                    ans.qevents.append((ev[1], 1))
+            self._common_events(self.common.write(d, be, data), ans)
         elif name == "notify":
             self._doorbell(d, be, data, ans)
         elif name == "msix_table":
@@ -473,8 +554,7 @@ class RefModel:
             off = 4 * d + (0 if lo_half else 2)
             queue, aligned = off // self.mult, off % self.mult == 0
         c = self.common
-        driver_ok = bool(c.status & 0x04) and not c.resetting
-        if aligned and queue < self.nq and c.queues[queue].enabled and driver_ok:
+        if aligned and queue < self.nq and c.queues[queue].enabled and c.doorbell_live(False):
             ans.doorbells.append((queue, value, int(wide)))
 
     # ---- one request ----
@@ -516,8 +596,18 @@ class RefModel:
                                      [DATA_MASK] * 3 + [DATA_MASK]))
                     ans.cfg_read_dw = op["addr"]
                 continue
+            if op["space"] == Space.IO:
+                if op["write"]:
+                    self.io_write(op["addr"], op["be"], op["data"], ans)
+                    ans.tlps.append((cpl_dws(op["cpl"], self.completer_id), None))
+                else:
+                    v = self.io_read(op["addr"], op["be"])
+                    ans.tlps.append((cpl_dws(op["cpl"], self.completer_id, [v]),
+                                     [DATA_MASK] * 3 + [bytemask(op["be"])]))
+                ans.io = True
+                continue
             if op["space"] != Space.MEM:
-                raise AssertionError(f"unexpected space {op['space']} (no I/O BAR in the stress)")
+                raise AssertionError(f"unexpected space {op['space']}")
             dw = op["addr"]
             if op["write"]:
                 self.mem_write(dw, op["be"], op["data"], ans)

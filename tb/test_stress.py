@@ -2,8 +2,10 @@
 
 ``test_stress``: ``VPCI_STRESS_COUNT`` TLPs (default 20,000) on the default build, a quarter of
 that on the ``m0`` (shared doorbell, external device config) and ``m4096`` (one doorbell page per
-queue) builds of tb/test_transport.py; ``VPCI_SEED`` fixes the seed (otherwise random, printed by
-cocotb and in the STRESS line).
+queue) builds of tb/test_transport.py and on the ``transitional`` build of tb/test_legacy.py
+(legacy header in I/O BAR0, NOTIFY_ON_EMPTY offered, external device config: the I/O traffic of
+the stress is on); ``VPCI_SEED`` fixes the seed (otherwise random, printed by cocotb and in the
+STRESS line).
 ``test_stress_scoreboard_fails``: the scoreboard is shown to fail when its expectation is wrong
 (wrong read data, wrong status, a completion more or less, a doorbell lost or duplicated, a queue
 event lost, error status bits not set, the wrong MSI-X message data, interrupt requests the model
@@ -14,16 +16,20 @@ import os
 import pytest
 
 from sim.run import run_cocotb
+from tb.test_legacy import PARAMS as LEGACY_PARAMS
 from tb.test_transport import PARAMS
+
+#: the transitional build is the one tb/test_legacy.py builds (no extra Verilator build)
+BUILDS = dict(PARAMS, transitional=LEGACY_PARAMS["transitional"])
 
 COUNT = int(os.environ.get("VPCI_STRESS_COUNT", "20000"))
 
 
-@pytest.mark.parametrize("params", ["default", "m0", "m4096"])
+@pytest.mark.parametrize("params", ["default", "m0", "m4096", "transitional"])
 def test_stress(params, tmp_path):
     seed = os.environ.get("VPCI_SEED")
     count = COUNT if params == "default" else max(1000, COUNT // 4)
-    run_cocotb("tb.cocotb.stress_test", PARAMS[params], test_dir=str(tmp_path),
+    run_cocotb("tb.cocotb.stress_test", BUILDS[params], test_dir=str(tmp_path),
                extra_env={"VPCI_STRESS_COUNT": str(count), "VPCI_STRESS_SEED": seed or ""},
                seed=int(seed) if seed else None)
 
@@ -41,14 +47,19 @@ MUTATIONS = {
     "msix": ("MSI-X write", "not allowed now"),
     # requests the model never sees: ISR / Interrupt Status reads, PBA bits or messages differ
     "irq_lost": ("upstream TLP|MSI-X|INTx|PBA|vector",),
+    # transitional build: the legacy header
+    "legacy_layout": ("row on qrd|upstream TLP",),      # qrd_*, or the modern queue_device
+    "legacy_db": ("unexpected doorbell",),
+    "legacy_mixing": ("upstream TLP|queue event|doorbell|device_status|driver_ok|row on qrd",),
 }
 
 
 @pytest.mark.parametrize("mutation", list(MUTATIONS))
 def test_stress_scoreboard_fails(mutation, tmp_path):
     """The run must fail, and with the check the mutation targets."""
+    build = "transitional" if mutation.startswith("legacy_") else "default"
     with pytest.raises((AssertionError, SystemExit)):
-        run_cocotb("tb.cocotb.stress_test", PARAMS["default"], test_dir=str(tmp_path),
+        run_cocotb("tb.cocotb.stress_test", BUILDS[build], test_dir=str(tmp_path),
                    extra_env={"VPCI_STRESS_COUNT": "3000", "VPCI_STRESS_SEED": "7",
                               "VPCI_STRESS_MUTATE": mutation}, seed=7)
     text = "".join(p.read_text() for p in tmp_path.glob("*.xml"))

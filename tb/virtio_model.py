@@ -25,10 +25,43 @@ Common configuration (VIRTIO 1.3 4.1.4.3), choices modelled:
 * selects >= num_queues read size 0, vector NO_VECTOR, enable 0, notify_off 0, addresses 0;
 * ``config_generation`` increments on the first device-config change after the driver last read
   it (a read that includes byte 0x15).
+
+Legacy view of a transitional device (README "Transitional devices: the legacy header", the
+register map of ``virtio/legacy.py``'s docstring, the legacy rules of ``virtio/common_cfg.py``'s
+docstring), the common-configuration fields of the I/O BAR header: ``legacy_read(dw, be, msix)``
+and ``legacy_write(dw, be, data, msix)`` for header DWs 0-3, the status byte of DW 4 and, with
+MSI-X enabled, the vector DW 5 (the router, ISR, notify and device configuration are
+``tb/ref_model.py``'s):
+
+* host features: device feature bits 0-31 plus ANY_LAYOUT (27), legacy-only bits included; the
+  modern ``device_feature`` never shows the legacy-only bits (NOTIFY_ON_EMPTY, ANY_LAYOUT);
+* guest features: ignored once FEATURES_OK or DRIVER_OK is set; otherwise the register (driver
+  feature word 0) takes the enabled bytes, keeps only offered bits, words 1-3 are cleared and the
+  driver is legacy (``legacy``): its features are negotiated at once;
+* queue address (PFN): the value is formed from the enabled lanes (disabled lanes 0, as for the
+  other action registers, and the PFN of a disabled queue reads 0 anyway); non-zero on a
+  disabled, existing queue that is not being reset enables it with the legacy layout of its size
+  N (desc PFN*4096, driver +16*N, device at the next 4096 boundary after the driver area's 6+2*N
+  bytes) and asks for queue event ENABLE; 0 on an enabled queue not being reset starts a queue
+  reset (queue event RESET) whether or not RING_RESET was negotiated; reads the PFN (desc / 4096)
+  of an enabled queue, else 0;
+* queue size reads the selected queue's size (0 past num_queues), queue select shares the modern
+  register; status: 0 resets the device, other values keep FEATURES_OK (bit 3) and
+  DEVICE_NEEDS_RESET as they are; the vector fields share the modern ones (NO_VECTOR past the
+  table);
+* once a modern FEATURES_OK is set, every legacy write is ignored except a status of 0; an
+  accepted modern FEATURES_OK clears ``legacy``; a device reset clears it;
+* a legacy driver's doorbells and used-buffer notifications are allowed before DRIVER_OK
+  (``legacy_live``); configuration-change notifications still need DRIVER_OK.
 """
 from dataclasses import dataclass, field
 
 from .virtio_driver import F, NO_VECTOR
+
+#: feature bits that exist only in the legacy interface (VIRTIO 1.3 6.3): offered through the
+#: legacy host features only, reserved for a modern driver (FEA-03)
+NOTIFY_ON_EMPTY, ANY_LAYOUT = 24, 27
+LEGACY_ONLY = 1 << NOTIFY_ON_EMPTY | 1 << ANY_LAYOUT
 
 __all__ = ["CommonCfgModel", "QueueState"]
 
@@ -76,13 +109,18 @@ class CommonCfgModel:
     qsel: int = 0
     veto: bool = False
     queues: list = None
+    transitional: bool = False
+    legacy: bool = False            # the driver wrote the legacy guest features (LEG-06)
+    host_features: int = 0          # legacy host features (bits 0-31)
 
     @classmethod
     def from_params(cls, p):
         feats = p["features"]
         feats = int(feats, 0) if isinstance(feats, str) else feats
-        m = cls(p["num_queues"], p["queue_max_size"], feats, p["msix_vectors"],
+        m = cls(p["num_queues"], p["queue_max_size"], feats & ~LEGACY_ONLY, p["msix_vectors"],
                 p["notify_off_multiplier"])
+        m.transitional = bool(p.get("transitional"))
+        m.host_features = (feats & 0xFFFF_FFFF) | 1 << ANY_LAYOUT
         m._reset_queues()
         return m
 
@@ -99,7 +137,24 @@ class CommonCfgModel:
 
     @property
     def negotiated(self):
-        return self.driver_features if self.status & 0x08 else 0
+        return self.driver_features if self.status & 0x08 or self.legacy else 0
+
+    @property
+    def modern(self):
+        """A modern driver's FEATURES_OK is set: legacy writes are ignored but status 0."""
+        return bool(self.status & 0x08)
+
+    def doorbell_live(self, legacy_header):
+        """Doorbells count: DRIVER_OK, or (legacy header) a legacy driver, outside a reset."""
+        if self.resetting:
+            return False
+        return bool(self.status & 0x04) or (legacy_header and self.legacy)
+
+    def irq_live(self, config):
+        """Notifications are taken: DRIVER_OK, or a legacy driver's used-buffer ones (LEG-08)."""
+        if self.resetting:
+            return False
+        return bool(self.status & 0x04) or (self.legacy and not config)
 
     def _q(self):
         return self.queues[self.qsel] if self.qsel < self.num_queues else None
@@ -172,6 +227,8 @@ class CommonCfgModel:
                     keep = bool(self.status & 0x08)
                     ok = self._features_ok()
                     fok = keep or (bool(v & 0x08) and ok)
+                    if fok:
+                        self.legacy = False     # a modern driver took over
                     self.status = (v & 0x87) | (0x08 if fok else 0) | (self.status & 0x40)
             if _touched(be, 2, 2):
                 self.qsel = _merge(self.qsel, be, data, 2, 2)
@@ -208,9 +265,71 @@ class CommonCfgModel:
         f = self.driver_features
         return (f & ~self.features) == 0 and bool(f >> F.VERSION_1 & 1) and not self.veto
 
+    # ---- legacy header (transitional devices) ----
+    def legacy_read(self, dw, be, msix):
+        """The DW a legacy read of header DW ``dw`` (0-3, 4: status in byte 2 only, 5 with MSI-X
+        enabled) returns from the common configuration's fields."""
+        q = self._q()
+        if dw == 0:
+            return self.host_features
+        if dw == 1:
+            return self.gfeat[0]
+        if dw == 2:
+            return (q.desc >> 12) & 0xFFFF_FFFF if q and q.enabled else 0
+        if dw == 3:
+            return (q.size if q else 0) | self.qsel << 16
+        if dw == 4:
+            return (self.status | (0x40 if self.resetting else 0)) << 16
+        if dw == 5 and msix:
+            return self.cfg_vec | (q.vector if q else NO_VECTOR) << 16
+        return 0
+
+    def legacy_write(self, dw, be, data, msix):
+        """Apply a legacy write (same DWs as ``legacy_read``); returns the events as ``write``."""
+        if self.resetting or not be:
+            return []
+        ev = []
+        q = self._q()
+        if dw == 1:
+            if not self.status & 0x0C:
+                self.gfeat[0] = _merge(self.gfeat[0], be, data, 0, 4) & self.host_features
+                self.gfeat[1:] = [0, 0, 0]
+                self.legacy = True
+        elif dw == 2:
+            pfn = _merge(0, be, data, 0, 4)
+            if q and not self.modern and not q.resetting:
+                if pfn and not q.enabled:
+                    n = q.size
+                    q.desc = pfn << 12
+                    q.driver = q.desc + 16 * n
+                    q.device = (q.driver + 6 + 2 * n + 4095) & ~4095
+                    q.enabled = True
+                    ev.append(("enable", self.qsel))
+                elif not pfn and q.enabled:
+                    q.resetting = True
+                    ev.append(("qreset", self.qsel))
+        elif dw == 3:
+            if _touched(be, 2, 2) and not self.modern:
+                self.qsel = _merge(self.qsel, be, data, 2, 2)
+        elif dw == 4:
+            if be & 0b0100:
+                s = data >> 16 & 0xFF
+                if s == 0:
+                    self.resetting = True
+                    ev.append(("reset",))
+                elif not self.modern:
+                    self.status = (s & 0x87) | (self.status & 0x48)
+        elif dw == 5 and msix and not self.modern:
+            if _touched(be, 0, 2):
+                self.cfg_vec = self._legal_vector(_merge(self.cfg_vec, be, data, 0, 2))
+            if _touched(be, 2, 2) and q:
+                q.vector = self._legal_vector(_merge(q.vector, be, data, 2, 2))
+        return ev
+
     # ---- back-end side ----
     def reset_done(self):
         self.resetting = False
+        self.legacy = False
         self.status = 0
         self.dfsel = self.gfsel = 0
         self.gfeat = [0, 0, 0, 0]
