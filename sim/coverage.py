@@ -106,7 +106,8 @@ def _labels():
                 continue
             out[d] = (f"(W={p['data_width']} nq={p['num_queues']} mult={p['notify_off_multiplier']}"
                       f" vec={p['msix_vectors']} dcfg={p.get('device_cfg_backend', 'regfile')}"
-                      f" transitional={p.get('transitional')})")
+                      f" transitional={p.get('transitional')}"
+                      + (" legacy_guard=True" if p.get("legacy_guard") else "") + ")")
     return out
 
 
