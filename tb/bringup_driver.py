@@ -9,7 +9,7 @@ records what reaches the back-end ports.  Returns the printable lines: the acces
 from .virtio_backend import VirtioBackend
 from .virtio_driver import CfgType, F, VirtioPciDriver
 
-__all__ = ["run_driver_scenario"]
+__all__ = ["run_driver_scenario", "backend_lines"]
 
 
 async def run_driver_scenario(tb):
@@ -39,13 +39,18 @@ async def run_driver_scenario(tb):
     lines.append(f"negotiated features: {drv.features:#x}; queues: "
                  + ", ".join(f"{q.index} (size {q.size}, doorbell {q.notify_addr:#x})"
                              for q in drv.vqs.values()))
-    lines.append("back-end ports:")
+    lines += backend_lines(be)
+    return lines
+
+
+def backend_lines(be, value_digits=8):
+    """What the back-end model saw (resets, queue events, doorbells), in time order."""
     events = [(t_req, f"virtio reset requested, acknowledged at {t_ack:.0f} ns")
               for t_req, t_ack in be.resets]
     events += [(e.time_ns, f"queue {e.queue} {'enabled' if e.kind == 0 else 'reset requested'}")
                for e in be.qevents]
     events += [(t, f"queue {q} reset done") for t, q in be.qresets_done]
-    events += [(d.time_ns, f"doorbell queue {d.queue} value {d.value:#010x}"
+    events += [(d.time_ns, f"doorbell queue {d.queue} value {d.value:#0{value_digits + 2}x}"
                            f"{' (32-bit)' if d.wide else ''}") for d in be.doorbells]
-    lines += [f"  {t:10.0f} ns  {text}" for t, text in sorted(events, key=lambda e: e[0])]
-    return lines
+    return ["back-end ports:"] + [f"  {t:10.0f} ns  {text}"
+                                  for t, text in sorted(events, key=lambda e: e[0])]

@@ -15,6 +15,7 @@ from cocotb.triggers import with_timeout
 from cocotb.utils import get_sim_time
 from cocotbext.pcie.core.tlp import TlpType
 
+from .bringup_driver import backend_lines
 from .env import CLK_PERIOD_NS
 from .irq_env import ASSERT_INTA, DEASSERT_INTA, MsixHost, record_upstream
 from .legacy_driver import LegacyVirtioDriver
@@ -108,13 +109,6 @@ async def run_legacy_scenario(tb):
                  f"{int(tb.dut.legacy.value)}; queues: "
                  + ", ".join(f"{q.index} (size {q.size}, PFN {q.pfn:#x}: desc {q.desc:#x} "
                              f"avail {q.driver:#x} used {q.device:#x})" for q in vqs.values()))
-    lines.append("back-end ports:")
-    events = [(t_req, f"virtio reset requested, acknowledged at {t_ack:.0f} ns")
-              for t_req, t_ack in be.resets]
-    events += [(e.time_ns, f"queue {e.queue} {'enabled' if e.kind == 0 else 'reset requested'}")
-               for e in be.qevents]
-    events += [(t, f"queue {q} reset done") for t, q in be.qresets_done]
-    events += [(d.time_ns, f"doorbell queue {d.queue} value {d.value:#06x}") for d in be.doorbells]
-    lines += [f"  {t:10.0f} ns  {text}" for t, text in sorted(events, key=lambda e: e[0])]
+    lines += backend_lines(be, value_digits=4)
     lines += ["", "interrupts:"] + irq_lines
     return lines

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 
 from cocotb.utils import get_sim_time
 
-from tb.virtio_driver import NO_VECTOR, DriverError, Status, Transcript, VirtQueue
+from tb.virtio_driver import NO_VECTOR, CfgAccess, DriverError, Status, Transcript, VirtQueue
 
 __all__ = ["LegacyVirtioDriver", "Leg", "LEGACY_NAMES", "legacy_ring_layout", "VRING_ALIGN"]
 
@@ -84,7 +84,7 @@ class LegacyVq(VirtQueue):
     pfn: int = 0
 
 
-class LegacyVirtioDriver:
+class LegacyVirtioDriver(CfgAccess):
     """``tb``: a ``tb.env.TB`` after enumeration.  ``msix_enabled`` follows what the environment
     did to the MSI-X capability (Linux's ``vp_dev->msix_enabled``)."""
 
@@ -122,16 +122,6 @@ class LegacyVirtioDriver:
         self.transcript.add(get_sim_time("ns"), "io", "W", self.io_base + off, size,
                             name or self._name(off, size), value)
         await self.rc.io_write(self.io_base + off, value.to_bytes(size, "little"))
-
-    async def cfg_read(self, off, size, name=None):
-        v = int.from_bytes(await self.dev.config_read(off, size), "little")
-        self.transcript.add(get_sim_time("ns"), "cfg", "R", off, size, name or f"cfg[{off:#05x}]", v)
-        return v
-
-    async def cfg_write(self, off, size, value, name=None):
-        self.transcript.add(get_sim_time("ns"), "cfg", "W", off, size, name or f"cfg[{off:#05x}]",
-                            value)
-        await self.dev.config_write(off, value.to_bytes(size, "little"))
 
     # ================================================================ probe
     async def probe(self):

@@ -44,18 +44,11 @@ class LegacyTB(IrqTB):
     async def start(self, init=False, *, modern=False, **kw):
         await self.init()
         self.msix = MsixHost(self)
-        if modern:
-            self.drv = VirtioPciDriver(self)
-            if init:
-                await self.drv.init(**kw)
-            else:
-                await self.drv.probe()
+        self.drv = (VirtioPciDriver if modern else LegacyVirtioDriver)(self)
+        if init:
+            await self.drv.init(**kw)
         else:
-            self.drv = LegacyVirtioDriver(self)
-            if init:
-                await self.drv.init(**kw)
-            else:
-                await self.drv.probe()
+            await self.drv.probe()
         await self.flush()
         return self.drv
 

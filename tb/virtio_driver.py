@@ -187,7 +187,23 @@ class VendorCap:
     bar: int
 
 
-class VirtioPciDriver:
+class CfgAccess:
+    """Configuration reads and writes through the root complex's device (``self.dev``), recorded in
+    ``self.transcript``; shared by the modern and the legacy driver models."""
+
+    async def cfg_read(self, off, size, name=None):
+        data = await self.dev.config_read(off, size)
+        v = int.from_bytes(data, "little")
+        self.transcript.add(get_sim_time("ns"), "cfg", "R", off, size, name or f"cfg[{off:#05x}]", v)
+        return v
+
+    async def cfg_write(self, off, size, value, name=None):
+        self.transcript.add(get_sim_time("ns"), "cfg", "W", off, size, name or f"cfg[{off:#05x}]",
+                            value)
+        await self.dev.config_write(off, value.to_bytes(size, "little"))
+
+
+class VirtioPciDriver(CfgAccess):
     """``tb``: a ``tb.env.TB`` after enumeration (its ``rc`` and ``dev`` are used).
 
     ``poll_limit``: reads before a poll loop (reset, queue reset) gives up.  ``poll_delay_ns``:
@@ -212,17 +228,6 @@ class VirtioPciDriver:
         self.num_queues = None
 
     # ================================================================ transport access
-    async def cfg_read(self, off, size, name=None):
-        data = await self.dev.config_read(off, size)
-        v = int.from_bytes(data, "little")
-        self.transcript.add(get_sim_time("ns"), "cfg", "R", off, size, name or f"cfg[{off:#05x}]", v)
-        return v
-
-    async def cfg_write(self, off, size, value, name=None):
-        self.transcript.add(get_sim_time("ns"), "cfg", "W", off, size, name or f"cfg[{off:#05x}]",
-                            value)
-        await self.dev.config_write(off, value.to_bytes(size, "little"))
-
     def _name(self, addr, size):
         for t, mp in self.maps.items():
             if mp.addr <= addr < mp.addr + max(mp.maplen, mp.length):

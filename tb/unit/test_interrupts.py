@@ -241,6 +241,24 @@ class Harness:
             f"MSI-X write of {data:#x} to {addr:#x} matches no table entry"
         return Msg(offered, edges, dws, "msix", vector=v, addr=addr, four=four)
 
+    async def stream_events(self, ctx, queues, cfg_at=None):
+        """One used-buffer request per cycle for ``queues`` (a ``config_event`` as well at index
+        ``cfg_at``); the request port must never stall.  Returns the edge of each acceptance."""
+        req = self.irqc.req
+        accepted = []
+        ctx.set(req.valid, 1)
+        for i, q in enumerate(queues):
+            p = {"queue": q, "config": 0}
+            ctx.set(req.payload, p)
+            ctx.set(self.irqc.config_event, int(i == cfg_at))
+            _, _, c, ready = await ctx.tick().sample(self.b.cycle, req.ready)
+            assert ready, "req stalled"
+            accepted.append(c)
+            self.accepted.append((c, p))
+        ctx.set(req.valid, 0)
+        ctx.set(self.irqc.config_event, 0)
+        return accepted
+
     def msix_msgs(self):
         return [m for m in self.messages() if m.kind == "msix"]
 
@@ -488,18 +506,8 @@ def test_sustained_stream_starves_nobody():
         ctx.set(h.qvec[1], 1)
         ctx.set(h.irqc.config_vector, 2)
         await ctx.tick()
-        req = h.irqc.req
-        accepted = []
-        ctx.set(req.valid, 1)
-        for i in range(n_ev):
-            p = {"queue": 1 if i == q1_at else 0, "config": 0}
-            ctx.set(req.payload, p)
-            ctx.set(h.irqc.config_event, int(i == cfg_at))
-            _, _, c, ready = await ctx.tick().sample(h.b.cycle, req.ready)
-            assert ready, "req stalled"
-            accepted.append(c)
-            h.accepted.append((c, p))
-        ctx.set(req.valid, 0)
+        accepted = await h.stream_events(ctx, [1 if i == q1_at else 0 for i in range(n_ev)],
+                                         cfg_at)
         msgs = h.msix_msgs()
         v1 = [m.offered for m in msgs if m.vector == 1]
         v2 = [m.offered for m in msgs if m.vector == 2]
@@ -752,18 +760,8 @@ def test_words_fairness_sustained():
         for q, v in others.values():
             ctx.set(h.qvec[q], v)
         await ctx.tick()
-        req = h.irqc.req
-        accepted = []
-        ctx.set(req.valid, 1)
-        for i in range(n_ev):
-            p = {"queue": others[i][0] if i in others else 0, "config": 0}
-            ctx.set(req.payload, p)
-            ctx.set(h.irqc.config_event, int(i == cfg_at))
-            _, _, c, ready = await ctx.tick().sample(h.b.cycle, req.ready)
-            assert ready, "req stalled"
-            accepted.append(c)
-            h.accepted.append((c, p))
-        ctx.set(req.valid, 0)
+        accepted = await h.stream_events(
+            ctx, [others[i][0] if i in others else 0 for i in range(n_ev)], cfg_at)
         msgs = h.msix_msgs()
         for i, (q, v) in [*others.items(), (cfg_at, (None, 95))]:
             got = [m.offered for m in msgs if m.vector == v and m.offered > accepted[i]]

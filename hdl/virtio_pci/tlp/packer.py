@@ -23,8 +23,8 @@ ChunkLayout = data.StructLayout({
 })
 
 
-class BeatPacker(wiring.Component):
-    """``chunk`` (in) -> ``tx`` (out).  Latency: one cycle from chunk to beat."""
+class _Packer(wiring.Component):
+    """``chunk`` (in, ChunkLayout) -> ``tx`` (out, TLP beats of ``width`` bits)."""
 
     def __init__(self, width):
         self._w = width
@@ -33,6 +33,10 @@ class BeatPacker(wiring.Component):
             "chunk": In(stream.Signature(ChunkLayout)),
             "tx": Out(tlp_stream(width)),
         })
+
+
+class BeatPacker(_Packer):
+    """``chunk`` (in) -> ``tx`` (out).  Latency: one cycle from chunk to beat."""
 
     def elaborate(self, platform):
         m = Module()
@@ -78,7 +82,7 @@ class BeatPacker(wiring.Component):
         return m
 
 
-class MessagePacker(wiring.Component):
+class MessagePacker(_Packer):
     """``chunk`` (in) -> ``tx`` (out) for the fixed shapes of the interrupt controller's TLPs: one
     chunk of 4 DWs (a 3-DW MWr with its data DW, an INTx message), or a chunk of 4 DWs followed by
     a chunk of 1 DW (a 4-DW MWr and its data DW).  Any other shape is outside its contract.
@@ -86,14 +90,6 @@ class MessagePacker(wiring.Component):
     The same beats and timing as ``BeatPacker`` for those shapes (a beat the cycle after the chunk
     that completes it is accepted; a 5-DW TLP at W=256 leaves as one beat once its second chunk is
     in), from a 5-DW buffer instead of BeatPacker's general lane shifter."""
-
-    def __init__(self, width):
-        self._w = width
-        self._lanes = width // 32
-        super().__init__({
-            "chunk": In(stream.Signature(ChunkLayout)),
-            "tx": Out(tlp_stream(width)),
-        })
 
     def elaborate(self, platform):
         m = Module()
