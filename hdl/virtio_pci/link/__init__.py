@@ -1,0 +1,1 @@
+"""Link layer adapters: clock-domain crossing and vendor PCIe hard-IP interfaces."""
