@@ -122,7 +122,7 @@ def test_cdc_both_directions_unrelated_clocks(link_ns, core_ns, width):
     b.sim.add_testbench(wait_all)
     b.sim.run()
     assert done == ["rx", "tx"] or done == ["tx", "rx"]
-    exp = lambda beats: [(p["data"], p["keep"], p["first"], p["last"]) for p in beats]  # noqa: E731
+    exp = lambda beats: [(p["data"], p["keep"], p["first"], p["last"]) for p in beats]
     assert [_fields(p) for p in got_rx] == exp(rx_beats)
     assert [_fields(p) for p in got_tx] == exp(tx_beats)
     # latency: a beat written into an empty FIFO is offered within CDC_LATENCY_MAX reading edges
