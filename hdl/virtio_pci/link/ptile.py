@@ -42,7 +42,7 @@ from amaranth.lib import data, wiring
 from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.wiring import In, Out, connect, flipped
 
-from ..tlp.layouts import FmtType, beat_layout, tlp_stream
+from ..tlp.layouts import FmtType, tlp_stream
 
 __all__ = ["PTileRx", "PTileTx", "CreditGate", "CiiBridge", "PTileAdapter", "PTileEndpoint",
            "RX_READY_LATENCY", "TX_READY_LATENCY", "CII_TAG", "FcType"]
