@@ -20,7 +20,7 @@ from amaranth.lib import data, wiring
 from .params import VirtioPciParams
 from .config.capabilities import build_config_image
 from .top import VirtioPciEndpoint
-from .link import wrap_top
+from .link import silence, wrap_top
 
 __all__ = ["describe", "emit", "main"]
 
@@ -63,7 +63,7 @@ def _ports(sig, prefix=""):
 
 def describe(params, name="virtio_pci_ep", link=None):
     top = wrap_top(params, link) if link else VirtioPciEndpoint(params)
-    top._MustUse__silence = True          # only its signature is needed here
+    silence(top)                          # only its signature is needed here
     img = build_config_image(params)
     clocks = ["", "link_"] if link and link.get("cdc", True) else [""]
     ports = [{"name": f"{c}{s}", "direction": "input", "width": 1}

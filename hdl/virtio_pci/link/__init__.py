@@ -1,6 +1,6 @@
 """Link layer adapters: clock-domain crossing and vendor PCIe hard-IP interfaces."""
 
-__all__ = ["wrap_top", "LINK_KEYS"]
+__all__ = ["wrap_top", "silence", "LINK_KEYS"]
 
 LINK_KEYS = ("hard_ip", "cdc", "cdc_depth")
 
@@ -24,3 +24,18 @@ def wrap_top(params, link):
         from .ptile import PTileEndpoint
         return PTileEndpoint(params, cdc=cdc, cdc_depth=depth)
     raise ValueError(f"hard_ip must be 'ptile', not {hard_ip!r}")
+
+
+def silence(top):
+    """Mark a wrapped top and the components it made in its constructor as deliberately unused
+    (``describe`` only needs signatures: no UnusedElaboratable warnings)."""
+    seen = set()
+
+    def walk(obj):
+        if obj is None or id(obj) in seen or not hasattr(obj, "elaborate"):
+            return
+        seen.add(id(obj))
+        obj._MustUse__silence = True
+        for attr in ("endpoint", "adapter", "tlp_cdc", "cdc", "rx", "tx", "cii"):
+            walk(getattr(obj, attr, None))
+    walk(top)

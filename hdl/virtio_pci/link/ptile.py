@@ -532,10 +532,11 @@ class PTileEndpoint(wiring.Component):
 
     def __init__(self, params=None, *, cdc=True, cdc_depth=16):
         from ..top import VirtioPciEndpoint
+        from ..params import VirtioPciParams
         from .cdc import TlpCdc
+        _check_width((params or VirtioPciParams()).data_width)
         self.endpoint = VirtioPciEndpoint(params)
         self.params = p = self.endpoint.params
-        _check_width(p.data_width)
         self.cdc = cdc
         self.adapter = PTileAdapter(p.data_width)
         self.tlp_cdc = TlpCdc(p.data_width, depth=cdc_depth) if cdc else None
