@@ -110,6 +110,10 @@ class VirtioPciParams:
     device_cfg_backend: str = "regfile"
     #: simulation assertions (hdl/virtio_pci/checks.py); sim/build.py sets it for Verilator
     assertions: bool = False
+    #: None: soft configuration space (the default).  "cfg_ext": hard-IP mode, the vendor hard IP
+    #: owns the type-0 header, BARs and its capabilities; the core's configuration space only
+    #: answers what the IP forwards (config/config_space.py) and takes its state from ``hip``
+    hard_ip: str = None
 
     def __post_init__(self):
         if self.device_type not in DEVICE_TYPES:
@@ -167,6 +171,11 @@ class VirtioPciParams:
         if not 0 <= self.revision <= 0xFF:
             raise ValueError(f"revision must be 0..255, not {self.revision!r}")
 
+        if self.hard_ip not in (None, "cfg_ext"):
+            raise ValueError(f"hard_ip must be None or 'cfg_ext', not {self.hard_ip!r}")
+        if self.hard_ip and self.has_io_bar:
+            raise ValueError("hard-IP mode has no I/O BAR (transitional, legacy_guard): the hard IP "
+                             "owns the BARs")
         if self.device_cfg_backend not in ("regfile", "external"):
             raise ValueError(f"device config back-end must be 'regfile' or 'external', not {self.device_cfg_backend!r}")
 
