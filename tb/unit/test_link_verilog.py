@@ -33,6 +33,9 @@ def _header_ports(vtext, name):
 @pytest.mark.parametrize("example,expect", [
     ("ptile-gen3x8.json", {"link_clk": 1, "rx_st_hdr": 128, "rx_st_data": 256, "tx_st_hdr": 128,
                            "cii_override_din": 32, "tx_cdts_limit": 16, "doorbell__valid": 1}),
+    ("usplus-gen3x8.json", {"link_clk": 1, "m_axis_cq_tdata": 256, "m_axis_cq_tuser": 88,
+                            "s_axis_cc_tuser": 33, "s_axis_rq_tuser": 62, "cfg_flr_done": 4,
+                            "cfg_ext_read_data": 32, "doorbell__valid": 1}),
     ("cdc.json", {"link_clk": 1, "rx__valid": 1, "tx__payload": 134, "doorbell__valid": 1}),
 ])
 def test_make_verilog_wrapped_top(example, expect, tmp_path):
@@ -55,7 +58,7 @@ def test_link_settings_rejected():
     p = VirtioPciParams()
     with pytest.raises(ValueError, match="unknown link settings: speed"):
         wrap_top(p, {"speed": 3})
-    with pytest.raises(ValueError, match="hard_ip must be 'ptile', not 'usplus'"):
-        wrap_top(p, {"hard_ip": "usplus"})
+    with pytest.raises(ValueError, match="hard_ip must be 'ptile' or 'usplus', not 'xx'"):
+        wrap_top(p, {"hard_ip": "xx"})
     with pytest.raises(ValueError, match="P-Tile adapter width must be 128 or 256"):
         wrap_top(VirtioPciParams(data_width=64), {"hard_ip": "ptile"})

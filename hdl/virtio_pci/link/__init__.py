@@ -7,7 +7,7 @@ LINK_KEYS = ("hard_ip", "cdc", "cdc_depth")
 
 def wrap_top(params, link):
     """The top level a ``link`` description selects (``make verilog``'s ``"link"`` object):
-    ``{"cdc": true}``: ``CdcEndpoint``; ``{"hard_ip": "ptile", "cdc": bool}``: ``PTileEndpoint``."""
+    ``{"cdc": true}``: ``CdcEndpoint``; ``{"hard_ip": "ptile", "cdc": bool}``: ``PTileEndpoint``; ``"usplus"``: ``UsPlusEndpoint``."""
     link = dict(link or {})
     unknown = set(link) - set(LINK_KEYS)
     if unknown:
@@ -23,7 +23,10 @@ def wrap_top(params, link):
     if hard_ip == "ptile":
         from .ptile import PTileEndpoint
         return PTileEndpoint(params, cdc=cdc, cdc_depth=depth)
-    raise ValueError(f"hard_ip must be 'ptile', not {hard_ip!r}")
+    if hard_ip == "usplus":
+        from .usplus import UsPlusEndpoint
+        return UsPlusEndpoint(params, cdc=cdc, cdc_depth=depth)
+    raise ValueError(f"hard_ip must be 'ptile' or 'usplus', not {hard_ip!r}")
 
 
 def silence(top):
