@@ -14,8 +14,8 @@ Because PG213's windows cannot hold the virtio capabilities where Linux looks fo
 (docs/usplus.md), the driver model here does not discover the structures through the capability
 list: it takes their BAR offsets from the port JSON (what a modified driver, or a fixed platform
 description, would do) and then runs the Linux modern driver's init sequence to DRIVER_OK.
-Random back-pressure on CQ (the adapter's tready follows the core) is the core's; the model's CC
-and RQ sinks get random pauses, the back-end streams random back-pressure.
+Random idle on CQ (the model's source), random back-pressure on CC and RQ (its sinks) and on the
+back-end streams; CQ back-pressure is the core's own (the adapter's tready follows it).
 """
 import logging
 import os
@@ -134,6 +134,7 @@ class UsPlusTB:
         f.class_code, f.revision_id = ids["class_code"], ids["revision_id"]
         f.configure_bar(bar["index"], bar["size"], ext=True)
         self.cfg_ext = CfgExtModel(dut, f)
+        self.hip.cq_source.set_pause_generator(_pauses(random.Random(self.rng.random()), stall))
         self.hip.rq_sink.set_pause_generator(_pauses(random.Random(self.rng.random()), stall))
         self.hip.cc_sink.set_pause_generator(_pauses(random.Random(self.rng.random()), stall))
         self.rc = RootComplex()
