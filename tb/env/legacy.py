@@ -1,11 +1,9 @@
-"""Test environment of the legacy-interface tests (transitional devices, VIRTIO 1.3 4.1.4.10): the
-interrupt environment (``tb.env.irq.IrqTB``: back-end model, MSI-X host, INTx messages) with the
-Linux-like legacy driver model (``tb.host.legacy_driver``) instead of, or beside, the modern one.
+"""The legacy-interface part of the integration test environment (transitional devices, VIRTIO
+1.3 4.1.4.10): raw I/O requests to the legacy header in I/O BAR0, and Linux's legacy probe.
 
-``env = LegacyTB(dut, **backend_options)``; ``await env.start()`` resets and enumerates the RTL and
-probes it with the legacy driver (``env.drv``; ``modern=True``: the modern driver model, on the
-same transitional device).  Raw helpers reach any byte-enable pattern of an I/O request:
-``io_req``/``io_rd``/``io_wr`` (one DW of the I/O BAR, or any I/O address), ``io_status``.
+``LegacyIo(env)`` (``env.io`` of a ``tb.env.testbench.TB`` built with ``legacy=True``; its methods
+are reached as ``env.io_rd``, ...): ``io_req``/``io_rd``/``io_wr`` (one DW of the I/O BAR, or any
+I/O address, with any byte-enable pattern), ``io_base``, ``port`` (an RTL output's value).
 
 ``legacy_find_vqs`` / ``legacy_init`` follow Linux's vp_find_vqs for a legacy device: MSI-X with
 one vector per queue plus one for configuration changes (the legacy header grows to 24 bytes),
@@ -14,11 +12,9 @@ or INTx with the ISR read-clear.
 from cocotbext.pcie.core.tlp import CplStatus, TlpType
 
 from tb.tlp.requests import io_tlp
-from tb.env.irq import IrqTB, MsixHost
-from tb.host.legacy_driver import LegacyVirtioDriver
-from tb.host.virtio_driver import NO_VECTOR, Status, VirtioPciDriver
+from tb.host.virtio_driver import NO_VECTOR, Status
 
-__all__ = ["LegacyTB", "legacy_find_vqs", "legacy_init", "lanes"]
+__all__ = ["LegacyIo", "legacy_find_vqs", "legacy_init", "lanes"]
 
 
 def lanes(off, size):
@@ -26,31 +22,20 @@ def lanes(off, size):
     return off & ~3, ((1 << size) - 1) << (off & 3), 8 * (off & 3)
 
 
-class LegacyTB(IrqTB):
-    async def start(self, init=False, *, modern=False, **kw):
-        await self.init()
-        self.msix = MsixHost(self)
-        self.drv = (VirtioPciDriver if modern else LegacyVirtioDriver)(self)
-        if init:
-            await self.drv.init(**kw)
-        else:
-            await self.drv.probe()
-        await self.flush()
-        return self.drv
+class LegacyIo:
+    """Raw I/O access to the legacy header of ``env`` (the composed ``TB``)."""
+
+    def __init__(self, env):
+        self.env = env
 
     @property
     def io_base(self):
-        return self.dev.bar_addr[0]
-
-    async def flush(self):
-        """Posted writes through the fabric reach the RTL before the next raw request."""
-        await self.dev.config_read_dword(0)
-        await self.rx_drained()
+        return self.env.dev.bar_addr[0]
 
     # -- raw I/O ------------------------------------------------------------------------------
     async def io_req(self, write, addr, *, fbe=0xF, data=0):
         """Raw I/O request to absolute I/O address ``addr``; returns the completion."""
-        cpls = await self.raw_request(io_tlp(write, addr, fbe=fbe, data=data))
+        cpls = await self.env.raw_request(io_tlp(write, addr, fbe=fbe, data=data))
         assert len(cpls) == 1, f"I/O request {addr:#x}: {cpls}"
         return cpls[0]
 
@@ -71,7 +56,7 @@ class LegacyTB(IrqTB):
         assert cpl.byte_count == 4 and cpl.lower_address == 0, repr(cpl)
 
     def port(self, name):
-        return int(getattr(self.dut, name).value)
+        return int(getattr(self.env.dut, name).value)
 
 
 # ------------------------------------------------------------------------- Linux's vp_find_vqs

@@ -85,7 +85,7 @@ class LegacyVq(VirtQueue):
 
 
 class LegacyVirtioDriver(CfgAccess):
-    """``tb``: a ``tb.env.base.TB`` after enumeration.  ``msix_enabled`` follows what the environment
+    """``tb``: a ``tb.env.testbench.TB`` after enumeration.  ``msix_enabled`` follows what the environment
     did to the MSI-X capability (Linux's ``vp_dev->msix_enabled``)."""
 
     def __init__(self, tb, *, transcript=None):

@@ -2,7 +2,7 @@
 
 Offsets here are the specifications' (type-0 header, capability register layouts, the virtio
 capability structures), never the design's: where the design places a capability, a BAR region or
-a field is read from the RTL (capability walk) or from the build description (``tb.env.base.Desc``).
+a field is read from the RTL (capability walk) or from the build description (``tb.env.fabric.Desc``).
 """
 from dataclasses import dataclass, field
 

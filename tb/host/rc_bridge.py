@@ -9,7 +9,7 @@ Three kinds of upstream TLP are kept on the bridge instead of being forwarded:
 * messages (Assert_INTx/Deassert_INTx, ...), which cocotbext-pcie cannot represent, go to
   ``messages`` (DW lists, oldest first); ``wait_message()`` waits for the next one;
 * completions whose tag was claimed with ``claim_tag()`` go to that tag's queue; they answer
-  requests the testbench injected itself with ``send_dws()`` (see ``tb.env.base.TB.raw_request``);
+  requests the testbench injected itself with ``send_dws()`` (see ``tb.env.testbench.TB.raw_request``);
   completions with a tag of at least ``raw_tag_base`` that nobody claimed go to ``stray`` (the root
   complex only uses tags below 32, so they can only answer raw requests, late or twice);
 * anything else that cannot be parsed goes to ``unparsed`` and is logged as an error.

@@ -204,7 +204,7 @@ class CfgAccess:
 
 
 class VirtioPciDriver(CfgAccess):
-    """``tb``: a ``tb.env.base.TB`` after enumeration (its ``rc`` and ``dev`` are used).
+    """``tb``: a ``tb.env.testbench.TB`` after enumeration (its ``rc`` and ``dev`` are used).
 
     ``poll_limit``: reads before a poll loop (reset, queue reset) gives up.  ``poll_delay_ns``:
     time between polls (Linux: ``msleep(1)``; here a few cycles).

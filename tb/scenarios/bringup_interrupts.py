@@ -14,8 +14,9 @@ from cocotb.triggers import RisingEdge, with_timeout
 from cocotb.utils import get_sim_time
 from cocotbext.pcie.core.tlp import TlpType
 
-from tb.env.base import CLK_PERIOD_NS
-from tb.env.irq import ASSERT_INTA, DEASSERT_INTA, MsixHost, record_upstream
+from tb.env.fabric import CLK_PERIOD_NS
+from tb.env.interrupts import ASSERT_INTA, DEASSERT_INTA, record_upstream
+from tb.host.msix import MsixHost
 from tb.models.virtio_backend import pack_fields
 from tb.host.virtio_driver import CfgType, Status, VirtioPciDriver
 

@@ -16,8 +16,9 @@ from cocotb.utils import get_sim_time
 from cocotbext.pcie.core.tlp import TlpType
 
 from tb.scenarios.bringup_modern import backend_lines
-from tb.env.base import CLK_PERIOD_NS
-from tb.env.irq import ASSERT_INTA, DEASSERT_INTA, MsixHost, record_upstream
+from tb.env.fabric import CLK_PERIOD_NS
+from tb.env.interrupts import ASSERT_INTA, DEASSERT_INTA, record_upstream
+from tb.host.msix import MsixHost
 from tb.host.legacy_driver import LegacyVirtioDriver
 from tb.env.legacy import legacy_find_vqs
 from tb.models.virtio_backend import VirtioBackend

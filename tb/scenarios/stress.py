@@ -116,7 +116,7 @@ from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles, FallingEdge, with_timeout
 from cocotb.utils import get_sim_time
 
-from tb.env.base import load_desc, CLK_PERIOD_NS
+from tb.env.fabric import load_desc, CLK_PERIOD_NS
 from tb.host.lean_driver import LeanDriver
 from tb.tlp.convert import dws_to_beats
 from tb.models.ref_model import RefModel

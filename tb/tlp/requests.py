@@ -4,7 +4,7 @@ of the RTL's own header layouts (PCIe Base 2.2).
 Two forms of the same requests, for the two ways a TLP reaches the RTL:
 
 * ``mem_tlp`` / ``cfg_tlp`` / ``io_tlp``: a cocotbext ``Tlp`` (what the integration environment's
-  raw path, ``tb.env.base.TB.raw_request``, sends and re-tags);
+  raw path, ``tb.env.testbench.TB.raw_request``, sends and re-tags);
 * ``mem_req`` / ``cfg_req`` / ``io_req`` / ``atomic_req`` / ``msg_req`` / ``cpl_tlp``: the DW list
   of the RTL's stream convention (``tb.tlp.convert``), with a tag of the caller's choosing and
   optionally a TLP digest: what unit tests drive on ``rx`` and what the benchmark replays.

@@ -10,7 +10,7 @@ import os
 
 import cocotb
 
-from tb.env.base import TB
+from tb.env.testbench import TB
 
 CFG_TYPES = {1: "common", 2: "notify", 3: "isr", 4: "device", 5: "pci_cfg", 8: "shm", 9: "vendor"}
 CAP_NAMES = {0x01: "power management", 0x05: "MSI", 0x09: "vendor (virtio)", 0x10: "PCI Express",

@@ -6,7 +6,7 @@ at a time, so the checks hold whatever the table contains.
 import cocotb
 from cocotbext.pcie.core.tlp import CplStatus, TlpAttr, TlpType
 
-from tb.env.base import TB
+from tb.env.testbench import TB
 
 from tb.tlp.requests import mem_tlp
 from tb.host.pcispec import CapId, DevCtl, PcieCap

@@ -4,7 +4,7 @@ import cocotb
 from cocotbext.pcie.core.tlp import CplStatus, TlpType
 from cocotbext.pcie.core.utils import PcieId
 
-from tb.env.base import TB
+from tb.env.testbench import TB
 
 from tb.tlp.requests import cfg_tlp, mem_tlp
 from tb.host.pcispec import (CapId, CfgType, Cmd, DevCtl, DevSta, Hdr, MsixCap, PcieCap, PmCap, Sts,

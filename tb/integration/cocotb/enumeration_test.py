@@ -6,7 +6,7 @@ Every expectation comes from the specifications (``tb.host.pcispec``) and the bu
 import cocotb
 from cocotbext.pcie.core.tlp import CplStatus, TlpType
 
-from tb.env.base import TB
+from tb.env.testbench import TB
 
 from tb.tlp.requests import mem_tlp
 from tb.host.pcispec import (CapId, CfgType, Hdr, MsixCap, PcieCap, Sts, TRANSITIONAL_DEVICE_IDS,

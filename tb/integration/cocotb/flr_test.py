@@ -3,7 +3,9 @@ import cocotb
 from cocotbext.pcie.core.tlp import CplStatus, TlpType
 from cocotbext.pcie.core.utils import PcieId
 
-from tb.env.base import TB, PulseCounter
+from tb.env.testbench import TB
+
+from tb.env.fabric import PulseCounter
 
 from tb.tlp.requests import cfg_tlp, mem_tlp
 from tb.host.pcispec import (CapId, CfgType, Cmd, DevCtl, DevSta, Hdr, MsixCap, PcieCap, VirtioCap)

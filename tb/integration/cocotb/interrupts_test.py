@@ -4,7 +4,7 @@ notifications, Linux's three interrupt strategies, races and resets.
 
 The device is brought up by the Linux-like driver model; MSI-X message targets come from the root
 complex's MSI regions, so every MSI-X write is routed by the fabric and counted where it lands
-(``tb.env.irq``).  Interrupt requests come from the back-end model on the ``irq`` stream, device
+(``tb.env.interrupts``).  Interrupt requests come from the back-end model on the ``irq`` stream, device
 configuration changes and DEVICE_NEEDS_RESET from its ``dcfg_write``/``needs_reset``.
 """
 import itertools
@@ -13,8 +13,9 @@ import random
 import cocotb
 from cocotb.utils import get_sim_time
 
-from tb.env.base import load_desc
-from tb.env.irq import IrqTB, linux_find_vqs, linux_init
+from tb.env.fabric import load_desc
+from tb.env.testbench import IrqTB
+from tb.env.interrupts import linux_find_vqs, linux_init
 from tb.host.virtio_driver import NO_VECTOR, CfgType, Status
 
 DESC = load_desc()

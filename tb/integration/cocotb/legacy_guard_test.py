@@ -7,7 +7,7 @@ import cocotb
 from cocotbext.pcie.core.tlp import CplStatus
 
 from tb.tlp.requests import mem_tlp
-from tb.env.legacy import LegacyTB
+from tb.env.testbench import LegacyTB
 from tb.host.pcispec import DevCtl, Hdr, PcieCap, CapId
 from tb.host.virtio_driver import Status
 

@@ -7,7 +7,8 @@ import cocotb
 from cocotbext.pcie.core.tlp import CplStatus, TlpType
 
 from tb.host.legacy_driver import Leg, LegacyVirtioDriver
-from tb.env.legacy import LegacyTB, legacy_init
+from tb.env.testbench import LegacyTB
+from tb.env.legacy import legacy_init
 from tb.tlp.requests import io_tlp, mem_tlp
 from tb.host.pcispec import CapId, DevSta, Hdr, PcieCap, Sts
 from tb.host.virtio_driver import F, Status, VirtioPciDriver

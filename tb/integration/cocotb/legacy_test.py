@@ -13,7 +13,8 @@ its fields big-endian while ``legacy`` is high.  The tests check the byte order 
 import cocotb
 
 from tb.host.legacy_driver import LEGACY_NAMES, Leg, legacy_ring_layout
-from tb.env.legacy import LegacyTB, legacy_init
+from tb.env.testbench import LegacyTB
+from tb.env.legacy import legacy_init
 from tb.host.pcispec import TRANSITIONAL_DEVICE_IDS
 from tb.models.virtio_backend import QEVENT_ENABLE, QEVENT_RESET
 from tb.host.virtio_driver import NO_VECTOR, DriverError, Status

@@ -5,7 +5,7 @@ from cocotb.triggers import RisingEdge
 from cocotbext.pcie.core.tlp import CplStatus, Tlp, TlpAttr, TlpType
 from cocotbext.pcie.core.utils import PcieId
 
-from tb.env.base import TB
+from tb.env.testbench import TB
 
 from tb.tlp.requests import RAW_REQUESTER, cfg_tlp, mem_tlp
 from tb.host.pcispec import CapId, Cmd, DevCtl, DevSta, Hdr, PcieCap, Sts

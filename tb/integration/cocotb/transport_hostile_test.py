@@ -7,8 +7,9 @@ import random
 
 import cocotb
 
-from tb.env.base import load_desc
-from tb.env.transport import TransportTB, common_dw
+from tb.env.fabric import load_desc
+from tb.env.testbench import TransportTB
+from tb.env.regions import common_dw
 from tb.host.virtio_driver import F, NO_VECTOR, Status
 from tb.models.virtio_model import CommonCfgModel
 

@@ -6,8 +6,8 @@ capabilities), so the module runs unchanged on every parameter set of tb/integra
 """
 import cocotb
 
-from tb.env.base import load_desc
-from tb.env.transport import TransportTB
+from tb.env.fabric import load_desc
+from tb.env.testbench import TransportTB
 from tb.models.virtio_backend import QEVENT_ENABLE
 from tb.host.virtio_driver import CfgType, F, NO_VECTOR, Status, VirtioPciDriver
 

@@ -9,8 +9,8 @@ import random
 import cocotb
 from cocotb.triggers import RisingEdge
 
-from tb.env.base import load_desc
-from tb.env.transport import TransportTB
+from tb.env.fabric import load_desc
+from tb.env.testbench import TransportTB
 from tb.models.virtio_backend import QEVENT_RESET
 from tb.host.virtio_driver import CfgType, F, NO_VECTOR, Status
 

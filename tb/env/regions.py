@@ -1,22 +1,20 @@
-"""Test environment of the virtio transport tests: ``tb.env.base.TB`` plus the back-end model, the
-driver model and raw access helpers for the virtio structures.
+"""The raw-access part of the integration test environment: one DW or several of a virtio
+structure by region name and byte offset, with any byte-enable pattern (VIRTIO 1.3 4.1.4), and the
+PCI-cfg window (4.1.4.9).
 
-``env = TransportTB(dut, **backend_options)``; ``await env.start()`` resets and enumerates the RTL,
-probes it with the driver model (``env.drv``) and, with ``init=True``, takes it to DRIVER_OK.
-Raw helpers reach any byte-enable pattern and multi-DW request: ``rd``/``wr`` (one DW of a
-structure, by region name and byte offset), ``rd_n``/``wr_n`` (several DWs in one TLP),
-``pcc_*`` (the PCI-cfg window).  Raw requests go straight into ``rx``; ``flush()`` orders them
-after earlier root-complex traffic.
+``Regions(env)`` (``env.regions`` of a ``tb.env.testbench.TB``; its methods are reached as
+``env.rd``, ``env.wr``, ...): ``rd``/``wr`` (one DW of a structure), ``rd_n``/``wr_n`` (several DWs in
+one TLP), ``field_rd``/``field_wr`` (a common-config field with its natural width), ``pcc_*`` (the
+PCI-cfg window).  Raw requests go straight into ``rx``; ``env.flush()`` orders them after earlier
+root-complex traffic.
 """
 from cocotbext.pcie.core.tlp import CplStatus, TlpType
 
-from tb.env.base import TB
 
 from tb.tlp.requests import mem_tlp
-from tb.models.virtio_backend import VirtioBackend
-from tb.host.virtio_driver import COMMON, VirtioPciDriver
+from tb.host.virtio_driver import COMMON
 
-__all__ = ["TransportTB", "common_dw"]
+__all__ = ["Regions", "common_dw"]
 
 
 def common_dw(name):
@@ -25,44 +23,27 @@ def common_dw(name):
     return off // 4, off % 4, size
 
 
-class TransportTB(TB):
-    def __init__(self, dut, *, rx_idle=None, tx_stall=None, seed=None, **backend):
-        super().__init__(dut, rx_idle=rx_idle, tx_stall=tx_stall, seed=seed)
-        self.be = VirtioBackend(dut, self.desc, **backend)
-        self.drv = None
-        self.params = self.desc.params
+class Regions:
+    """Raw access to the structures of the memory BAR of ``env`` (the composed ``TB``)."""
 
-    async def start(self, init=True, **init_kw):
-        await self.init()
-        self.drv = VirtioPciDriver(self)
-        if init:
-            await self.drv.init(**init_kw)
-        else:
-            await self.drv.probe()
-        await self.flush()
-        return self.drv
+    def __init__(self, env):
+        self.env = env
 
     # -- addresses ----------------------------------------------------------------------------
     def region(self, name):
-        return self.desc.regions[name]
+        return self.env.desc.regions[name]
 
     def addr(self, region, off=0):
-        return self.bar_addr + self.desc.regions[region]["offset"] + off
+        return self.env.bar_addr + self.env.desc.regions[region]["offset"] + off
 
     @property
     def pci_cfg_cap(self):
-        for c in self.desc.caps:
+        for c in self.env.desc.caps:
             if c.get("cfg_type") == 5:
                 return c["config_offset"]
         raise AssertionError("no PCI-cfg capability in the description")
 
     # -- raw memory access ----------------------------------------------------------------------
-    async def flush(self):
-        """Make every request sent through the root complex reach the RTL before the next raw
-        request (a read behind posted writes on the same path, then rx drained)."""
-        await self.rc.mem_read(self.addr("common", 0x12), 2)
-        await self.rx_drained()
-
     async def rd(self, region, off, fbe=0xF):
         """Read the DW at byte ``off`` (rounded down) of ``region`` with first BE ``fbe``;
         returns the whole DW of the completion."""
@@ -71,7 +52,7 @@ class TransportTB(TB):
 
     async def rd_n(self, region, off, n, fbe=0xF, lbe=None):
         req = mem_tlp(False, self.addr(region, off & ~3), n, fbe=fbe, lbe=lbe)
-        cpls = await self.raw_request(req)
+        cpls = await self.env.raw_request(req)
         data = bytearray()
         for c in cpls:
             assert c.status == CplStatus.SC, f"read {region}+{off:#x}: completion {c!r}"
@@ -85,7 +66,7 @@ class TransportTB(TB):
 
     async def wr_n(self, region, off, data, fbe=0xF, lbe=None):
         req = mem_tlp(True, self.addr(region, off & ~3), len(data), fbe=fbe, lbe=lbe, data=data)
-        await self.raw_posted(req, extra=4)
+        await self.env.raw_posted(req, extra=4)
 
     async def field_rd(self, name):
         """A common-config field read with its natural width (raw path)."""
@@ -102,29 +83,14 @@ class TransportTB(TB):
     # -- PCI-cfg window (VIRTIO 4.1.4.9) -------------------------------------------------------
     async def pcc_setup(self, bar, offset, length):
         c = self.pci_cfg_cap
-        await self.cfg_write_dword(c + 4, bar, fbe=0x1)
-        await self.cfg_write_dword(c + 8, offset)
-        await self.cfg_write_dword(c + 12, length)
+        await self.env.cfg_write_dword(c + 4, bar, fbe=0x1)
+        await self.env.cfg_write_dword(c + 8, offset)
+        await self.env.cfg_write_dword(c + 12, length)
 
     async def pcc_read(self, fbe=0xF):
-        cpl = await self.cfg_read(self.pci_cfg_cap + 16, fbe=fbe)
+        cpl = await self.env.cfg_read(self.pci_cfg_cap + 16, fbe=fbe)
         assert cpl.status == CplStatus.SC, f"pci_cfg_data read: {cpl!r}"
         return int.from_bytes(cpl.data[:4], "little")
 
     async def pcc_write(self, data, fbe=0xF):
-        await self.cfg_write_dword(self.pci_cfg_cap + 16, data, fbe=fbe)
-
-    # -- misc -----------------------------------------------------------------------------------
-    async def settle(self, cycles=20):
-        await self.rx_drained()
-        await self.cycles(cycles)
-
-    def check(self):
-        self.check_clean()
-
-
-async def start_env(dut, init=True, init_kw=None, **kw):
-    env = TransportTB(dut, **kw)
-    await env.start(init=init, **(init_kw or {}))
-    return env
-
+        await self.env.cfg_write_dword(self.pci_cfg_cap + 16, data, fbe=fbe)

@@ -1,7 +1,8 @@
-"""Integration test environment: clock, reset, root complex, the RTL bridge and TLP helpers.
+"""The fabric part of the integration test environment: clock, reset, root complex, the RTL
+bridge and the raw request path (``tb.env.testbench.TB`` composes it with the other parts).
 
-``TB(dut)`` builds the fabric of DESIGN.md section 9: a cocotbext-pcie ``RootComplex`` with one root
-port connected to an ``RtlBridge`` around the RTL.  ``await tb.init()`` starts the clock, resets the
+``Fabric(dut)`` builds the fabric of DESIGN.md section 9: a cocotbext-pcie ``RootComplex`` with one
+root port connected to an ``RtlBridge`` around the RTL.  ``await tb.init()`` starts the clock, resets the
 RTL and enumerates it (``tb.dev`` is the ``PciDevice``).  Two ways to talk to the RTL:
 
 * through the root complex (``tb.dev.config_read_dword``, ``tb.rc.mem_read``, ...): real routing,
@@ -35,7 +36,7 @@ from tb.host.rc_bridge import RtlBridge
 from tb.tlp.convert import dws_to_tlp, tlp_to_dws
 from tb.tlp.requests import cfg_tlp
 
-__all__ = ["TB", "load_desc", "Desc", "PulseCounter", "DEFAULT_RX_IDLE", "DEFAULT_TX_STALL",
+__all__ = ["Fabric", "load_desc", "Desc", "PulseCounter", "DEFAULT_RX_IDLE", "DEFAULT_TX_STALL",
            "CLK_PERIOD_NS"]
 
 DEFAULT_RX_IDLE = 0.25
@@ -114,7 +115,7 @@ class PulseCounter:
                 self.count += 1
 
 
-class TB:
+class Fabric:
     _LINK_INPUTS = ("clk", "rst", "rx__payload", "rx__valid", "tx__ready")
 
     def __init__(self, dut, *, rx_idle=None, tx_stall=None, seed=None):
@@ -142,7 +143,7 @@ class TB:
         # back-end inputs idle: every back-end stream sink ready (doorbells, queue events), no
         # requests, interrupts or acknowledgements
         for port in self.desc.ports.values():
-            if port["direction"] == "input" and port["name"] not in TB._LINK_INPUTS:
+            if port["direction"] == "input" and port["name"] not in Fabric._LINK_INPUTS:
                 getattr(dut, port["name"]).value = 1 if port["name"].endswith("__ready") else 0
         for name in ("cocotb.pcie", "cocotb.tb.bridge"):
             logging.getLogger(name).setLevel(logging.WARNING)
