@@ -10,8 +10,9 @@ import pytest
 from virtio_pci.link.cdc import CDC_LATENCY_MAX, CdcEndpoint, TlpCdc
 from virtio_pci.params import VirtioPciParams
 from sim.bench.cdc import TwoClockBench as ClockPair, cdc_latency
-from tb.tlp_convert import beats_to_dws, dws_to_tlp
-from .helpers import beats_of, cfg_req, mem_req, payload_bits, seeded
+from tb.tlp.convert import beats_to_dws, dws_to_tlp
+from tb.tlp.requests import cfg_req, mem_req
+from .helpers import beats_of, payload_bits, seeded
 
 #: (link period, core period) in ns: faster link, slower link, near-equal, far apart
 CLOCKS = [(4.0, 10.0), (10.0, 4.0), (3.3, 7.9), (6.1, 5.9), (2.9, 13.7)]

@@ -6,7 +6,7 @@ from cocotbext.pcie.core.tlp import CplStatus, TlpType
 
 from virtio_pci.config.capabilities import build_config_image
 from virtio_pci.params import VirtioPciParams
-from .helpers import cfg_req, mem_req
+from tb.tlp.requests import cfg_req, mem_req
 from .test_endpoint_sim import Endpoint, run
 
 BUS, DEV = 0x12, 3

@@ -19,7 +19,7 @@ from cocotbext.pcie.core.utils import PcieId
 
 from virtio_pci.link.ptile import (CII_TAG, CiiBridge, CreditGate, FcType, PTileRx, PTileTx,
                                    RX_READY_LATENCY, TX_READY_LATENCY)
-from tb.tlp_convert import tlp_to_dws, dws_to_beats, beats_to_dws
+from tb.tlp.convert import tlp_to_dws, dws_to_beats, beats_to_dws
 from .helpers import Bench, StreamMonitor, drive, payload_bits, seeded
 
 

@@ -12,7 +12,7 @@ from cocotbext.pcie.xilinx.us.interface import UsPcieFrame
 from cocotbext.pcie.xilinx.us.tlp import Tlp_us
 
 from virtio_pci.link.usplus import CFG_EXT_TAG, UsCfg, UsCq, UsTx
-from tb.tlp_convert import beats_to_dws, dws_to_beats, dws_to_tlp, tlp_to_dws
+from tb.tlp.convert import beats_to_dws, dws_to_beats, dws_to_tlp, tlp_to_dws
 from .helpers import Bench, StreamMonitor, drive, payload_bits, seeded
 
 APERTURE = 15          # a 32 KiB BAR

@@ -48,6 +48,7 @@ class TlpCdc(wiring.Component):
     """
 
     def __init__(self, width, *, depth=16, link_domain="link", core_domain="sync"):
+        self._MustUse__silence = True      # until the parameters are known to be valid
         if width not in (64, 128, 256, 512):
             raise ValueError(f"TLP width must be 64, 128, 256 or 512, not {width!r}")
         if not isinstance(depth, int) or depth < 4 or depth & (depth - 1):
@@ -58,6 +59,7 @@ class TlpCdc(wiring.Component):
         self.depth = depth
         self.link_domain = link_domain
         self.core_domain = core_domain
+        self._MustUse__silence = False
         super().__init__({
             "link_rx": In(tlp_stream(width)),
             "core_rx": Out(tlp_stream(width)),

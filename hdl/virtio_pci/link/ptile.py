@@ -92,11 +92,13 @@ class PTileRx(wiring.Component):
     """
 
     def __init__(self, width, depth=64):
+        self._MustUse__silence = True      # until the parameters are known to be valid
         _check_width(width)
         if depth < RX_READY_LATENCY + 8:
             raise ValueError(f"P-Tile rx buffer depth must be at least {RX_READY_LATENCY + 8} "
                              f"beats (ready latency {RX_READY_LATENCY}), not {depth!r}")
         self.width = width
+        self._MustUse__silence = False
         self.depth = depth
         lanes = width // 32
         super().__init__({
@@ -189,6 +191,7 @@ class CreditGate(wiring.Component):
 
     def __init__(self, width):
         self.width = width
+        self._MustUse__silence = False
         super().__init__({
             "i": In(tlp_stream(width)),
             "o": Out(tlp_stream(width)),
@@ -259,8 +262,10 @@ class PTileTx(wiring.Component):
     """
 
     def __init__(self, width):
+        self._MustUse__silence = True      # until the parameters are known to be valid
         _check_width(width)
         self.width = width
+        self._MustUse__silence = False
         super().__init__({
             "tlp": In(tlp_stream(width)),
             "tx_st_data": Out(width),
@@ -368,8 +373,10 @@ class CiiBridge(wiring.Component):
     """
 
     def __init__(self, width):
+        self._MustUse__silence = True      # until the parameters are known to be valid
         _check_width(width)
         self.width = width
+        self._MustUse__silence = False
         super().__init__({
             "rx_in": In(tlp_stream(width)),
             "rx_out": Out(tlp_stream(width)),
@@ -488,8 +495,10 @@ class PTileAdapter(wiring.Component):
     """
 
     def __init__(self, width, rx_depth=64):
+        self._MustUse__silence = True      # until the parameters are known to be valid
         _check_width(width)
         self.width = width
+        self._MustUse__silence = False
         self.rx = PTileRx(width, rx_depth)
         self.tx = PTileTx(width)
         self.cii = CiiBridge(width)

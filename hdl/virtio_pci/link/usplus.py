@@ -71,10 +71,12 @@ class UsCq(wiring.Component):
     descriptor is one beat).  Latency: none (combinational rewrite of the first beat)."""
 
     def __init__(self, width):
+        self._MustUse__silence = True      # until the parameters are known to be valid
         _check_width(width)
         if width < 128:
             raise ValueError("the CQ converter needs 128 or 256 bits (descriptor in one beat)")
         self.width = width
+        self._MustUse__silence = False
         members = {f"m_axis_cq_{k}": In(v) for k, v in axis(width, 88).items()}
         members["m_axis_cq_tvalid"] = In(1)
         members["m_axis_cq_tready"] = Out(1)
@@ -127,11 +129,13 @@ class UsTx(wiring.Component):
     (3-DW header -> 3-DW descriptor).  ``requester_id``: the function's ID for RQ descriptors."""
 
     def __init__(self, width):
+        self._MustUse__silence = True      # until the parameters are known to be valid
         _check_width(width)
         if width != 256:
             raise ValueError(f"the UltraScale+ tx converter needs 256 bits (an RQ descriptor and a "
                              f"64-bit MSI-X write in one beat), not {width!r}")
         self.width = width
+        self._MustUse__silence = False
         members = {"tlp": In(tlp_stream(width)), "requester_id": In(16), "msg_dropped": Out(1)}
         for name, user in (("cc", 33), ("rq", 62)):
             members.update({f"s_axis_{name}_{k}": Out(v) for k, v in axis(width, user).items()})
@@ -229,8 +233,10 @@ class UsCfg(wiring.Component):
     FLR_DONE_DELAY = 4
 
     def __init__(self, width, windows=((0x2C, 0x2F), (0x120, 0x13F))):
+        self._MustUse__silence = True      # until the parameters are known to be valid
         _check_width(width)
         self.width = width
+        self._MustUse__silence = False
         self.windows = tuple(windows)
         super().__init__({
             "rx_in": In(tlp_stream(width)),
@@ -354,8 +360,10 @@ class UsPlusAdapter(wiring.Component):
     every non-posted request: its rx never drops one)."""
 
     def __init__(self, width):
+        self._MustUse__silence = True      # until the parameters are known to be valid
         _check_width(width)
         self.width = width
+        self._MustUse__silence = False
         self.cq = UsCq(width)
         self.tx = UsTx(width)
         self.cfg = UsCfg(width)
