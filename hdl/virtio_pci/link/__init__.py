@@ -39,6 +39,6 @@ def silence(top):
             return
         seen.add(id(obj))
         obj._MustUse__silence = True
-        for attr in ("endpoint", "adapter", "tlp_cdc", "cdc", "rx", "tx", "cii"):
+        for attr in ("endpoint", "adapter", "tlp_cdc", "cdc", "rx", "tx", "cii", "cq", "cfg"):
             walk(getattr(obj, attr, None))
     walk(top)

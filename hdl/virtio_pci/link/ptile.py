@@ -543,7 +543,9 @@ class PTileEndpoint(wiring.Component):
         from ..top import VirtioPciEndpoint
         from ..params import VirtioPciParams
         from .cdc import TlpCdc
+        self._MustUse__silence = True      # until the parameters are known to be valid
         _check_width((params or VirtioPciParams()).data_width)
+        self._MustUse__silence = False
         self.endpoint = VirtioPciEndpoint(params)
         self.params = p = self.endpoint.params
         self.cdc = cdc

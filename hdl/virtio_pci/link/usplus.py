@@ -405,10 +405,12 @@ class UsPlusEndpoint(wiring.Component):
         from ..top import VirtioPciEndpoint
         from .cdc import TlpCdc
         params = params or VirtioPciParams()
+        self._MustUse__silence = True      # until the parameters are known to be valid
         _check_width(params.data_width)
         if params.data_width != 256:
             raise ValueError(f"the UltraScale+ adapter needs data_width 256, not "
                              f"{params.data_width!r}")
+        self._MustUse__silence = False
         if params.hard_ip != "cfg_ext":
             params = params.replace(hard_ip="cfg_ext")
         self.endpoint = VirtioPciEndpoint(params)
