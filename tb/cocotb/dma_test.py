@@ -8,8 +8,8 @@ from cocotb.triggers import with_timeout
 from cocotbext.axi.address_space import MemoryRegion
 
 from tb.dma_backend import DmaBackend
-from tb.dma_model import StatusRef, byte_enables_ref, parse_request
-from tb.env import TB, CLK_PERIOD_NS
+from tb.dma_model import StatusRef, byte_enables_ref, parse_request, split_ref
+from tb.env import TB, CLK_PERIOD_NS, PulseCounter, mem_tlp
 from tb.pcispec import Cmd, Hdr, PcieCap, CapId
 
 #: host memory above 4 GiB (4-DW headers), registered in the root complex's address space
@@ -164,3 +164,161 @@ async def dma_bus_master_test(dut):
     await env.wait_all([rd, wr])
     assert rd.status == StatusRef.OK and rd.data == await env.host_read(rd.addr, 300)
     assert wr.status == StatusRef.OK and await env.host_read(wr.addr, 200) == bytes(range(200))
+
+
+def is_mrd(dws):
+    return dws[0] >> 24 in (0x00, 0x20)
+
+
+class HeldReads:
+    """Takes the RTL's MRds from the fabric (the host stays silent) until ``answer()``."""
+
+    def __init__(self, env):
+        self.env = env
+        self.reqs = []
+        self.active = True
+        env.tb.bridge.request_hooks.append(self._hook)
+
+    def _hook(self, dws):
+        if self.active and is_mrd(dws):
+            self.reqs.append(parse_request(dws))
+            return True
+        return False
+
+    def stop(self):
+        self.active = False
+
+    def sync_mem(self):
+        env = self.env
+
+        class Mem:
+            @staticmethod
+            def read(a, n):
+                if a >= HIGH_BASE:
+                    return bytes(env.high[a - HIGH_BASE:a - HIGH_BASE + n])
+                base = env.low_base
+                return bytes(env.low[a - base:a - base + n])
+        return Mem()
+
+    def answer(self, reqs=None, *, mode="random", interleave=True):
+        """Send good completions for ``reqs`` (default: all held), split per ``mode``, the
+        completions of different tags interleaved at random."""
+        from tb.dma_model import split_read
+        env = self.env
+        reqs = list(self.reqs if reqs is None else reqs)
+        mps = 128
+        streams = [split_read(r, self.sync_mem(), env.rng, rcb=64, mps=mps, mode=mode)
+                   for r in reqs]
+        while any(streams):
+            s = env.rng.choice([s for s in streams if s]) if interleave else \
+                next(s for s in streams if s)
+            env.tb.bridge.send_dws(s.pop(0))
+        for r in reqs:
+            if r in self.reqs:
+                self.reqs.remove(r)
+
+
+@cocotb.test()
+async def dma_tags_and_attrs_test(dut):
+    """DMA-07, DMA-10, DMA-18: with Extended Tag Field Enable clear at most 32 MRds are in flight
+    with unique tags below 32; with it set more (unique 8-bit tags); completions answered in
+    random order and random legal splits are reassembled; Attr No Snoop / Relaxed Ordering are
+    set only when the request asks and Device Control enables them."""
+    env = DmaEnv(dut, req_idle=0.0, ready_prob=1.0)
+    await env.init()
+    tb = env.tb
+    n_tags = tb.desc.params["dma_tags"]
+    for ext in (False, True):
+        await env.devctl(mps=0, mrrs=0, set_bits=(1 << 8) if ext else 0,
+                         clear_bits=0 if ext else (1 << 8))
+        held = HeldReads(env)
+        ops = [env.be.read(env.low_base + 128 * i + 1, 100) for i in range(n_tags + 8)]
+        await tb.cycles(400)
+        tags = [r.tag for r in held.reqs]
+        limit = n_tags if ext else 32
+        assert len(tags) == min(limit, len(ops)), f"{len(tags)} MRds in flight (limit {limit})"
+        assert len(set(tags)) == len(tags) and max(tags) < limit, tags
+        held.stop()
+        held.answer(mode="random")
+        await env.wait_all(ops)
+        for op in ops:
+            assert op.status == StatusRef.OK and op.data == await env.host_read(op.addr, 100), op
+        tb.bridge.request_hooks.clear()
+    # Attr bits (DevCtl bit 4 Relaxed Ordering enable, bit 11 No Snoop enable)
+    for enables in (0, (1 << 4) | (1 << 11)):
+        await env.devctl(set_bits=enables, clear_bits=((1 << 4) | (1 << 11)) & ~enables)
+        since = len(tb.bridge.requests)
+        ops = [env.be.read(env.low_base + 64, 8, relaxed=1, no_snoop=1),
+               env.be.write(env.low_base + REGION // 2, bytes(8), relaxed=1, no_snoop=1),
+               env.be.read(env.low_base + 64, 8),
+               env.be.write(env.low_base + REGION // 2, bytes(8))]
+        await env.wait_all(ops)
+        attrs = [parse_request(d).attr for _, d in tb.bridge.requests[since:]]
+        want = [3, 3, 0, 0] if enables else [0, 0, 0, 0]
+        assert attrs == want, f"Attr bits {attrs} with Device Control enables {enables:#x}"
+    tb.check_clean()
+
+
+@cocotb.test()
+async def dma_write_before_host_completion_test(dut):
+    """DMA-16: a back-end write whose request and data were accepted is on tx before the
+    completion of a host read that arrives after it (under tx back-pressure)."""
+    env = DmaEnv(dut, req_idle=0.0, ready_prob=1.0, tx_stall=0.6)
+    await env.init()
+    tb = env.tb
+    await env.devctl(mps=0)
+    for rnd in range(4):
+        data = bytes(env.rng.getrandbits(8) for _ in range(2048))
+        mark = len(tb.bridge.tx_log)
+        op = env.be.write(env.low_base + REGION // 2 + 7 * rnd, data)
+        while op.data_done_cycle is None:
+            await tb.cycles(1)
+        # the host reads a register of the function now (raw, no fabric delay)
+
+        cpl_task = cocotb.start_soon(tb.raw_request(mem_tlp(False, tb.bar_addr)))
+        await env.wait_all([op])
+        await cpl_task
+        log = tb.bridge.tx_log[mark:]
+        mwr_idx = [i for i, (k, d) in enumerate(log) if k == "req" and d[0] >> 24 in (0x40, 0x60)]
+        cpl_idx = [i for i, (k, d) in enumerate(log) if k == "cpl"]
+        assert len(mwr_idx) == len(split_ref(op.addr, 2048, 128)) and cpl_idx, (len(mwr_idx), cpl_idx)
+        assert cpl_idx[0] > mwr_idx[-1], \
+            f"host completion at {cpl_idx[0]} passed the back-end write (MWrs at {mwr_idx})"
+        assert op.status == StatusRef.OK
+        assert await env.host_read(op.addr, len(data)) == data
+
+
+@cocotb.test()
+async def dma_host_silent_test(dut):
+    """DMA-17, DMA-14: the back-end fills every tag and the host never completes: host config and
+    memory reads of the function are still answered; the reads end with TIMEOUT after the completion timeout (Device Status Non-Fatal Error Detected,
+    ``err_cpl_timeout``), their tags come back, and later reads work."""
+    env = DmaEnv(dut, req_idle=0.0, ready_prob=1.0)
+    await env.init()
+    tb = env.tb
+    timeouts = PulseCounter(dut.clk, dut.err_cpl_timeout)
+    held = HeldReads(env)
+    ops = [env.be.read(env.low_base + 64 * i, 64) for i in range(32)]
+    await tb.cycles(200)
+    assert len(held.reqs) == 32
+    # the function still answers the host while every tag is outstanding
+    for _ in range(3):
+        assert await tb.dev.config_read_dword(0) & 0xFFFF == tb.desc.params["vendor_id"]
+        await tb.rc.mem_read_dword(tb.bar_addr + tb.desc.regions["common"]["offset"])
+    assert not any(op.done for op in ops)
+    t0 = env.be.cycle
+    await env.wait_all(ops, cycles=40000)
+    timeout = tb.desc.params["cpl_timeout_cycles"]
+    for op in ops:
+        assert op.status == StatusRef.TIMEOUT and not any(op.data), op
+    assert env.be.cycle - t0 >= timeout - 400
+    assert timeouts.count == 32
+    devsta = await tb.dev.config_read_word(env.pcie + PcieCap.DEVSTA)
+    assert devsta & 0x2, f"Device Status {devsta:#x}: Non-Fatal Error Detected not set"
+    held.stop()
+    tb.bridge.request_hooks.clear()
+    # the tags stay quarantined for one more timeout, then reads work again
+    ops = [env.be.read(env.low_base + 64 * i + 3, 61) for i in range(4)]
+    await env.wait_all(ops, cycles=40000)
+    for op in ops:
+        assert op.status == StatusRef.OK and op.data == await env.host_read(op.addr, 61), op
