@@ -128,6 +128,10 @@ class VirtioPciParams:
             raise ValueError(f"features must not offer reserved or unimplemented transport bits (FEA-03): {bits}")
         if not self.features >> Feature.VERSION_1 & 1:
             raise ValueError("features must offer VERSION_1 (bit 32)")
+        from .virtio.feature_rules import missing_prerequisites
+        for f, needs, kind in missing_prerequisites(self.device_type, self.features):
+            what = " and ".join(map(str, needs)) if kind == "all" else " or ".join(map(str, needs))
+            raise ValueError(f"features offer bit {f} without its prerequisite bit {what} (FEA-01)")
         if not 1 <= self.msix_vectors <= 2048:
             raise ValueError(f"MSI-X vector count must be 1..2048, not {self.msix_vectors!r}")
         m = self.notify_off_multiplier
