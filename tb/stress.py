@@ -169,7 +169,7 @@ class Stress:
         self._orig_qev = self.be.qevent_sink.on_item
         self.be.qevent_sink.on_item = self._on_qevent
         self.tag = 0
-        self.stats = dict(tlps=0, reads=0, writes=0, cfg=0, window=0, bad=0, completions=0,
+        self.stats = dict(tlps=0, reads=0, writes=0, cfg=0, pm_writes=0, window=0, bad=0, completions=0,
                           cpl_dropped=0, cpl_dropped_flr=0, doorbells=0, qevents=0,
                           irq_requests=0, irq_dropped=0, irq_bursts=0, irq_overlapped=0, msix_msgs=0, intx_msgs=0,
                           virtio_resets=0, qresets=0,
@@ -537,6 +537,10 @@ class Stress:
                 data |= 0x1                     # and I/O Space
             if dw == m.cfg.dword_of("msix_control") and rng.random() < 0.5:
                 data &= 0x3FFF_FFFF
+            if dw == m.cfg.dword_of("pm_csr"):
+                # PowerState: mostly D0, D3hot now and then, the unsupported D1 / D2 too
+                data = (data & ~3) | rng.choice([0, 0, 0, 0, 1, 2, 3, 3])
+                self.stats["pm_writes"] += 1
         self.stats["cfg"] += 1
         await self.send(self.cfg(write, dw, fbe, data))
         await self._cfg_quiet()

@@ -110,6 +110,10 @@ class VirtioPciParams:
     device_cfg_backend: str = "regfile"
     #: simulation assertions (hdl/virtio_pci/checks.py); sim/build.py sets it for Verilator
     assertions: bool = False
+    #: cycles a request may wait for a back-end port (doorbell, external device config, a legacy
+    #: access waiting for reset_ack) before the function gives it up (tlp/dispatcher.py); 0 picks
+    #: max(1024, 2 * num_queues).  It must exceed the queue-flag sweep of num_queues cycles
+    backend_timeout: int = 0
 
     def __post_init__(self):
         if self.device_type not in DEVICE_TYPES:
@@ -171,8 +175,17 @@ class VirtioPciParams:
         if not 0 <= self.revision <= 0xFF:
             raise ValueError(f"revision must be 0..255, not {self.revision!r}")
 
+        if self.backend_timeout and not (self.num_queues + 16 < self.backend_timeout <= 1 << 20):
+            raise ValueError(f"backend_timeout must be 0 (automatic) or {self.num_queues + 17}.."
+                             f"{1 << 20} cycles (longer than the {self.num_queues}-cycle queue "
+                             f"sweep), not {self.backend_timeout!r}")
         if self.device_cfg_backend not in ("regfile", "external"):
             raise ValueError(f"device config back-end must be 'regfile' or 'external', not {self.device_cfg_backend!r}")
+
+    @property
+    def stall_limit(self):
+        """Cycles a request waits for a back-end port before it is abandoned."""
+        return self.backend_timeout or max(1024, 2 * self.num_queues)
 
     # -- identity -------------------------------------------------------------------------
     @property
