@@ -9,9 +9,11 @@ from cocotbext.pcie.core.tlp import CplStatus
 from virtio_pci.config.capabilities import build_config_image, CapId
 from virtio_pci.params import VirtioPciParams
 
-from tb.tlp_convert import beats_to_dws, dws_to_tlp
+from tb.tlp.convert import beats_to_dws, dws_to_tlp
 
-from .helpers import StreamMonitor, cfg_req, mem_req
+from tb.tlp.requests import cfg_req, mem_req
+
+from .helpers import StreamMonitor
 from .test_endpoint_sim import BAR, BUS, DEV, Endpoint, check_cpl, run
 
 MSI_ADDR, MSI_DATA = 0xFEE0_1000, 0x4321

@@ -13,7 +13,9 @@ from cocotbext.pcie.core.tlp import CplStatus
 
 from virtio_pci.params import VirtioPciParams
 
-from .helpers import Sampler, StreamMonitor, cfg_req, io_req, mem_req, seeded
+from tb.tlp.requests import cfg_req, io_req, mem_req
+
+from .helpers import Sampler, StreamMonitor, seeded
 from .test_endpoint_sim import BAR, BUS, DEV, Endpoint, run
 from .test_power_states import PmHost
 
