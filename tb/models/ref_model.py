@@ -163,7 +163,10 @@ class IrqModel:
     * ``ev`` / ``rcv``: events and messages since the pending bit was last known.
 
     At a drained point (``resolve``), with the PBA as read: a deliverable vector must be sent and
-    not pending, an owed message must have arrived, a known pending bit must be what the PBA
+    not pending, unless it may still send a message (``maxmsg`` > 0: an event arrived after the
+    message that covered the earlier ones had started, so the function pends it again): then it
+    stays owed and unknown, and the message must come before a later drained point; an owed
+    message must have arrived, a known pending bit must be what the PBA
     shows, and an unknown one must be 1 if no message came since its events and 0 if every event
     got its own message; afterwards every bit is known again and no message may come unless a
     new event or an unmask asks for one.  INTx: messages must alternate, be no more than the
@@ -403,6 +406,14 @@ class RefModel:
                 continue
             a = pba >> v & 1
             if q.deliv >> v & 1:
+                if a and q.maxmsg[v] > 0:
+                    # an event came after the message that covered the earlier ones had started:
+                    # the function rightly pends the vector again and owes one more message
+                    # (issue 11 item 5: many events on few vectors); it must come, so the vector
+                    # stays owed and unknown until a later PBA read shows it sent
+                    q.pend[v] = None
+                    q.owed[v] = True
+                    continue
                 if a:
                     errs.append(f"PBA bit {v} set while the vector is deliverable")
             elif q.pend[v] is None:

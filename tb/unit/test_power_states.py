@@ -126,7 +126,7 @@ def test_powerstate_d1_d2_discarded():
 
 
 def test_d3hot_refuses_memory_and_initiates_nothing():
-    """PCI-01, MSX-06: in D3hot (PCIe 5.3.1.4.1) a memory read gets a UR completion (URD), a
+    """PCI-01, MSX-D1: in D3hot (PCIe 5.3.1.4.1) a memory read gets a UR completion (URD), a
     memory write is dropped (a notify write rings no doorbell), the PCI-cfg window reaches nothing,
     an interrupt request sends no MSI-X write (its pending bit is kept and the message leaves on
     the return to D0), an asserted INTx is deasserted and asserted again in D0,

@@ -74,7 +74,7 @@ class Host(PmHost):
 
 
 def test_doorbell_port_stuck():
-    """PCI-01, NTF-D1: a back-end that never takes doorbells: the first doorbell waits in
+    """PCI-01, STS-02, NTF-D1: a back-end that never takes doorbells: the first doorbell waits in
     Notify's register (offered, stream rules kept), the second is given up after T cycles, the
     third at once (2 ``err_backend_timeout`` pulses, DEVICE_NEEDS_RESET set); a CfgRd0 behind them
     is answered T + 2 cycles after its last beat (3 with nothing waiting); an FLR recovers: the
@@ -132,7 +132,7 @@ def test_doorbell_port_stuck():
 
 
 def test_device_config_backend_stuck():
-    """DCF-03, PCI-01: an external device-config back-end that takes no request: the read is
+    """DCF-03, PCI-01, STS-02: an external device-config back-end that takes no request: the read is
     given up after T cycles and completes with data 0 (SC), its request stays offered unchanged;
     a CfgRd0 behind it is answered; when the back-end takes the request late, its response is
     discarded, and the next read gets its own data.  A back-end that takes a request but never
@@ -198,7 +198,7 @@ def test_device_config_backend_stuck():
 
 
 def test_legacy_reset_never_acknowledged():
-    """LEG-05, PCI-01: transitional build, a legacy device reset (status 0) the back-end never
+    """LEG-05, PCI-01, STS-02: transitional build, a legacy device reset (status 0) the back-end never
     acknowledges: a legacy status read waiting for the acknowledge is answered after T cycles
     (data 0), a CfgRd0 behind it T + 2 cycles after its last beat, and the CfgWr0 that starts an
     FLR is accepted; the FLR ends the reset (``reset_req`` low) and legacy accesses are served in
