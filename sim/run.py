@@ -7,7 +7,7 @@ __all__ = ["run_cocotb"]
 
 
 def run_cocotb(test_module, params=None, *, testcase=None, test_dir=None, waves=False,
-               coverage=False, extra_env=None, seed=None):
+               coverage=False, extra_env=None, seed=None, link=None):
     """Build (if needed) and run ``test_module`` (a module under ``tb.integration.cocotb``).  Under pytest a
     failing cocotb test fails the calling test; elsewhere the results file is checked here."""
     import json
@@ -16,7 +16,7 @@ def run_cocotb(test_module, params=None, *, testcase=None, test_dir=None, waves=
     # ``make coverage`` (sim/coverage.py) turns coverage on for every run and collects the files
     cov_dir = os.environ.get("VPCI_COVERAGE_DIR")
     coverage = coverage or bool(cov_dir)
-    bdir, desc = build(params, waves=waves, coverage=coverage)
+    bdir, desc = build(params, waves=waves, coverage=coverage, link=link)
     test_dir = test_dir or os.path.join(os.path.dirname(bdir), "run", test_module.rsplit(".", 1)[-1])
     os.makedirs(test_dir, exist_ok=True)
     env = {"VPCI_DESC": json.dumps(desc)}
