@@ -102,43 +102,48 @@ class RawAccess:
             n += size
             addr += size
 
-    async def io_read(self, addr, length):
+    def _one_dw(self, fmt_type, addr, size, data=None):
+        t = Tlp()
+        t.fmt_type = fmt_type
+        t.requester_id = RAW_REQUESTER
+        if fmt_type in (TlpType.CFG_READ_0, TlpType.CFG_WRITE_0):
+            t.dest_id = self.dev_id
+        if data is None:
+            t.set_addr_be(addr, size)
+        else:
+            t.set_addr_be_data(addr, bytes(data))
+        return t
+
+    async def _reads(self, fmt_type, addr, length, check):
         out = bytearray()
         for a, _, first_pad, size in self._pieces(addr, length):
-            t, _ = self._req(TlpType.IO_READ, a, size)
-            c = (await self._nonposted(t))[0]
-            out += c.get_data()[first_pad:first_pad + size]
-        return bytes(out)
-
-    async def io_write(self, addr, data):
-        for a, n, _, size in self._pieces(addr, len(data)):
-            t = Tlp()
-            t.fmt_type = TlpType.IO_WRITE
-            t.requester_id = RAW_REQUESTER
-            t.set_addr_be_data(a, bytes(data[n:n + size]))
-            await self._nonposted(t)
-
-    async def config_read(self, off, length):
-        """Failed reads give all ones, as from the root complex."""
-        out = bytearray()
-        for a, _, first_pad, size in self._pieces(off, length):
-            t, _ = self._req(TlpType.CFG_READ_0, a, size)
-            t.dest_id = self.dev_id
-            cpls = await self.request(t)
+            cpls = await self.request(self._one_dw(fmt_type, a, size))
             if cpls and cpls[0].status == CplStatus.SC:
                 out += cpls[0].get_data()[first_pad:first_pad + size]
+            elif check:
+                raise Exception(f"Unsuccessful completion: {cpls!r}")
             else:
                 out += b"\xff" * size
         return bytes(out)
 
+    async def _writes(self, fmt_type, addr, data, check):
+        for a, n, _, size in self._pieces(addr, len(data)):
+            cpls = await self.request(self._one_dw(fmt_type, a, size, data[n:n + size]))
+            if check and (not cpls or cpls[0].status != CplStatus.SC):
+                raise Exception(f"Unsuccessful completion: {cpls!r}")
+
+    async def io_read(self, addr, length):
+        return await self._reads(TlpType.IO_READ, addr, length, check=True)
+
+    async def io_write(self, addr, data):
+        await self._writes(TlpType.IO_WRITE, addr, data, check=True)
+
+    async def config_read(self, off, length):
+        """Failed reads give all ones, as from the root complex."""
+        return await self._reads(TlpType.CFG_READ_0, off, length, check=False)
+
     async def config_write(self, off, data):
-        for a, n, _, size in self._pieces(off, len(data)):
-            t = Tlp()
-            t.fmt_type = TlpType.CFG_WRITE_0
-            t.requester_id = RAW_REQUESTER
-            t.dest_id = self.dev_id
-            t.set_addr_be_data(a, bytes(data[n:n + size]))
-            await self.request(t)
+        await self._writes(TlpType.CFG_WRITE_0, off, data, check=False)
 
 
 def host_access(tb):
