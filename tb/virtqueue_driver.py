@@ -72,7 +72,7 @@ class SplitQueue:
     """
 
     def __init__(self, mem, base, size, *, layout=modern_layout, alloc=None, event_idx=False,
-                 start=0):
+                 start=0, first_idx=0):
         self.mem = mem
         self.base = base
         self.size = size
@@ -80,13 +80,17 @@ class SplitQueue:
         self.alloc = alloc or HostAllocator(mem, base, start + nbytes)
         self.event_idx = event_idx
         self.free = list(range(size))
-        self.avail_idx = 0          # free-running, as published
-        self.added = 0              # free-running, added but maybe not published
-        self.last_used = 0
+        # free-running indices; ``first_idx`` != 0 only for a device told to start there
+        # (the engine's ``qstart``, vDPA set_vq_state)
+        self.avail_idx = first_idx  # as published
+        self.added = first_idx      # added but maybe not published
+        self.last_used = first_idx
         self.chains = {}            # head -> (descriptor ids, writable (addr, len) list)
         self.log_posted = []        # (head, readable bufs [(addr, len)], writable bufs)
         for off in range(self.desc - base, self.device - base + 6 + 8 * size):
             mem[off] = 0
+        self.set_u16(self.driver + 2, first_idx)
+        self.set_u16(self.device + 2, first_idx)
 
     # -- raw memory ------------------------------------------------------------------------------
     def rd(self, addr, n):

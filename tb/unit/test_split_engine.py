@@ -191,12 +191,12 @@ class EngineBench:
             if ack:
                 self.acks.append(c)
 
-    def queue(self, q, size, *, event_idx=None, legacy_pfn=False):
+    def queue(self, q, size, *, event_idx=None, legacy_pfn=False, first_idx=0):
         base = self.next_base
         self.next_base += 0x10000
         layout = legacy_layout if legacy_pfn else None
         kw = {"layout": layout} if layout else {}
-        sq = SplitQueue(self.mem, 0, size, start=base, event_idx=bool(
+        sq = SplitQueue(self.mem, 0, size, start=base, first_idx=first_idx, event_idx=bool(
             self.neg & FEAT_EVENT) if event_idx is None else event_idx, **kw)
         self.queues[q] = sq
         self.rows[q] = {"size": size, "vector": q, "desc": sq.desc, "driver": sq.driver,
@@ -603,36 +603,40 @@ def test_two_queues_round_robin():
 
 
 def test_index_wraparound():
-    """VQP-01: the free-running avail and used indices wrap past 65535: 65536 + 12 chains on a
-    4-entry queue, every one returned with the right id in slot idx % size; the device never
-    reads a ring slot the driver has not published."""
+    """VQP-01: the free-running avail and used indices wrap past 65535 (the queue starts at
+    65530 through ``qstart``): 24 chains on a 4-entry queue posted in rounds of up to 3, each
+    returned with the right id in slot idx % size and used len; the device never reads a ring
+    slot beyond the published avail idx."""
     eb = EngineBench("engine_wrap", qmax=4, seed=29, chunk=16)
-    total = 65536 + 12
+    total = 24
+    first = 65530
 
     async def tb(ctx):
-        sq = eb.queue(0, 4)
+        sq = eb.queue(0, 4, first_idx=first)
         sq.no_interrupt(True)
+        await drive(ctx, eb.dut.qstart, [{"queue": 0, "idx": first}], eb.bench.cycle)
         await eb.event(ctx, 0, QueueEventKind.ENABLE)
         done = 0
+        rnd = random.Random(5)
         while done < total:
-            for _ in range(min(4, total - done) - (4 - len(sq.free))):
-                sq.add(inp=[1])
-            pub = sq.avail_idx
+            heads = [sq.add(inp=[1 + k]) for k in range(min(rnd.randint(1, 3), total - done))]
+            n_log = len(eb.dma.log)
             sq.publish()
             await eb.kick(ctx, 0)
-            while sq.used_idx != sq.avail_idx:
-                await ctx.tick()
+            await eb.wait(ctx, lambda: sq.used_idx == sq.avail_idx)
+            await eb.settle(ctx, 30)
             got = sq.used()
-            for k, (uid, ulen, _) in enumerate(got):
-                assert ulen == 1
+            assert [(g[0], g[1]) for g in got] == [(h, 1 + k) for k, h in enumerate(heads)]
+            ring = sq.driver + 4
+            slots = {(e[2] - ring) // 2 for e in eb.dma.log[n_log:]
+                     if e[1] == "R" and ring <= e[2] < ring + 8}
+            assert slots <= {(i & 0xFFFF) % 4 for i in range(sq.avail_idx - len(heads),
+                                                            sq.avail_idx)}, "ring read past idx"
             done += len(got)
-            # ring reads of this round stay inside the published slots
-            del pub
-        assert sq.used_idx == total & 0xFFFF and sq.last_used == total & 0xFFFF
-        eb.dma.log.clear()
+        assert sq.used_idx == (first + total) & 0xFFFF
         assert not eb.needs
     eb.bench.add(tb)
-    eb.bench.run(timeout=total * 80)
+    eb.bench.run(timeout=40000)
 
 
 def test_parameters_validated():

@@ -33,12 +33,15 @@ Resets (VQP-09): a queue reset event stops work on that queue at the next buffer
 nothing more is written for it, and ``qreset_done`` follows once every write has been sent.  A
 device reset (``reset_req``) or FLR (``flr``) does the same for every queue; ``reset_ack``
 pulses once every write has been sent (not after an FLR: the endpoint resets itself).  A queue
-ENABLE event starts that queue with fresh indices.
+ENABLE event starts that queue with fresh indices: 0, or the value last given for that
+queue on ``qstart`` (the vDPA ``set_vq_state`` hook a live-migration restore uses; a plain
+driver never needs it; the value stays in force until the next ``qstart`` for that queue).
 
 Ports (all registered state; streams follow ``amaranth.lib.stream`` rules):
   dma_req, dma_wdata (Out) / dma_rdata, dma_wdone (In): the requester's client side.
   doorbell (In stream of Doorbell): always ready; marks the queue as having work.
   qevent (In stream of QueueEvent): always ready.
+  qstart (In stream of QueueStart): always ready; the indices the queue's next ENABLE starts at.
   qreset_done (Out stream of queue numbers).
   qrd_addr (Out) / qrd_data, qrd_exists (In): the queue table, data the cycle after the address.
   driver_features (In, 128), driver_ok, legacy (In): work is done while ``driver_ok | legacy``.
@@ -60,12 +63,17 @@ from .layouts import (AVAIL_F_NO_INTERRUPT, DESC_BYTES, USED_ELEM_BYTES, Descrip
                       Segment, WriteBeat)
 from .queue_picker import QueuePicker
 
-__all__ = ["SplitEngine"]
+__all__ = ["SplitEngine", "QueueStart"]
 
 
 class QueueIndices(data.Struct):
     last_avail: 16
     used: 16
+
+
+class QueueStart(data.Struct):
+    queue: 16
+    idx: 16          # last_avail = used idx = this value at the next ENABLE
 
 
 class SplitEngine(wiring.Component):
@@ -94,6 +102,7 @@ class SplitEngine(wiring.Component):
             "dma_wdone": In(stream.Signature(DmaStatus)),
             "doorbell": In(stream.Signature(Doorbell)),
             "qevent": In(stream.Signature(QueueEvent)),
+            "qstart": In(stream.Signature(QueueStart)),
             "qreset_done": Out(stream.Signature(unsigned(16))),
             "qrd_addr": Out(16),
             "qrd_data": In(QueueRow),
@@ -134,11 +143,17 @@ class SplitEngine(wiring.Component):
         m.submodules.indices = imem = memory.Memory(shape=QueueIndices, depth=nq, init=[])
         irp = imem.read_port(domain="comb")
         iwp = imem.write_port()
+        m.submodules.starts = smem = memory.Memory(shape=16, depth=nq, init=[])
+        srp = smem.read_port(domain="comb")
+        swp = smem.write_port()
+        qs = self.qstart
+        m.d.comb += [qs.ready.eq(1), swp.addr.eq(qs.payload.queue),
+                     swp.data.eq(qs.payload.idx), swp.en.eq(qs.valid & (qs.payload.queue < nq))]
 
         m.submodules.picker = picker = QueuePicker(nq)
         cur_q = Signal(16)
         m.d.comb += [picker.candidates.eq(pending & enabled & ~broken), picker.last.eq(cur_q),
-                     irp.addr.eq(cur_q), iwp.addr.eq(cur_q)]
+                     irp.addr.eq(cur_q), iwp.addr.eq(cur_q), srp.addr.eq(cur_q)]
 
         # ---- state of the queue being served ----
         row = Signal(QueueRow)
@@ -266,7 +281,7 @@ class SplitEngine(wiring.Component):
                 m.d.sync += [row.eq(self.qrd_data), size_m1.eq(self.qrd_data.size - 1),
                              event_pub.eq(0), more.eq(0)]
                 with m.If(fresh.bit_select(cur_q, 1)):
-                    m.d.sync += [last_avail.eq(0), used_idx.eq(0),
+                    m.d.sync += [last_avail.eq(srp.data), used_idx.eq(srp.data),
                                  fresh.bit_select(cur_q, 1).eq(0)]
                 with m.Else():
                     m.d.sync += [last_avail.eq(irp.data.last_avail), used_idx.eq(irp.data.used)]
