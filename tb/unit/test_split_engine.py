@@ -639,6 +639,7 @@ def test_index_wraparound():
     eb.bench.run(timeout=40000)
 
 
+@pytest.mark.filterwarnings("ignore:.*created but never used")
 def test_parameters_validated():
     """VQP-07: the engine refuses parameters it cannot serve, with clear messages."""
     with pytest.raises(ValueError, match="1..64 queues"):
