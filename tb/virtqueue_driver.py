@@ -91,6 +91,11 @@ class SplitQueue:
             mem[off] = 0
         self.set_u16(self.driver + 2, first_idx)
         self.set_u16(self.device + 2, first_idx)
+        #: as Linux's virtqueue_get_buf with callbacks enabled: after taking used buffers, write
+        #: used_event = last_used (EVENT_IDX) so the next used buffer interrupts
+        self.auto_used_event = True
+        if event_idx:
+            self.set_used_event(first_idx)
 
     # -- raw memory ------------------------------------------------------------------------------
     def rd(self, addr, n):
@@ -186,6 +191,9 @@ class SplitQueue:
             datas = [self.rd(a, n) for a, n in wbufs]
             out.append((uid, ulen, datas))
             self.last_used = (self.last_used + 1) & 0xFFFF
+        if out and self.event_idx and self.auto_used_event \
+                and not self.u16(self.driver) & AVAIL_F_NO_INTERRUPT:
+            self.set_used_event(self.last_used)
         return out
 
     # -- interrupt suppression (2.7.7, 2.7.10) ----------------------------------------------------
@@ -202,3 +210,57 @@ class SplitQueue:
         for i, a, n, f, nx in descs:
             self.write_desc(i, a, n, f, nx)
         self.post_head(descs[0][0] if head is None else head)
+
+
+class DriverVirtqueue:
+    """A split virtqueue of a ``VirtioPciDriver`` (tb/virtio_driver.py) with its rings in the
+    root complex's host memory: what Linux's vring_create_virtqueue, virtqueue_add_*,
+    virtqueue_kick and virtqueue_get_buf do, reusable by the test of any device.
+
+    ``await DriverVirtqueue.create(drv, rc, index, size=..., vector=...)`` allocates a host region
+    (``rc.alloc_region``), lays the rings out in it (``modern_layout``) and programs the queue
+    (``drv.setup_vq``; enable it with ``drv.enable_vq`` or ``drv.init``-style before DRIVER_OK).
+    ``irq_count``: a callable returning how many interrupts this queue's vector delivered so far
+    (MSI-X: ``MsixHost.delivered``), for ``wait_used(irq=True)``.
+    """
+
+    def __init__(self, drv, vq, sq, irq_count=None):
+        self.drv, self.vq, self.sq, self.irq_count = drv, vq, sq, irq_count
+        self.kicks = 0
+
+    @classmethod
+    async def create(cls, drv, rc, index, *, size, vector=0xFFFF, region=1 << 16, event_idx=None,
+                     irq_count=None, first_idx=0):
+        base, mem = rc.alloc_region(region)
+        ev = drv.negotiated(29) if event_idx is None else event_idx
+        sq = SplitQueue(mem, base, size, event_idx=ev, first_idx=first_idx)
+        vq = await drv.setup_vq(index, size=size, desc=sq.desc, driver=sq.driver,
+                                device=sq.device, vector=vector)
+        return cls(drv, vq, sq, irq_count)
+
+    def add_inbuf(self, n, count=1):
+        """virtqueue_add_inbuf: ``count`` device-writable buffers of ``n`` bytes (one per chain)."""
+        return [self.sq.add(inp=[n]) for _ in range(count)]
+
+    async def kick(self):
+        """virtqueue_kick: publish avail idx, notify when the device asked for it."""
+        if self.sq.publish():
+            self.kicks += 1
+            await self.drv.kick(self.vq, avail_idx=self.sq.avail_idx)
+
+    async def wait_used(self, count, *, tb, irq=False, limit_cycles=200000, step=50):
+        """Poll the used ring (host memory: no TLPs) until ``count`` chains came back; with
+        ``irq`` also wait for an interrupt after the last one (irq_count grew)."""
+        got = []
+        seen_irq = self.irq_count() if irq else 0
+        waited = 0
+        while len(got) < count or (irq and self.irq_count() == seen_irq):
+            got.extend(self.sq.used())
+            if len(got) >= count and (not irq or self.irq_count() > seen_irq):
+                break
+            if waited > limit_cycles:
+                raise AssertionError(f"queue {self.vq.index}: {len(got)} of {count} buffers used "
+                                     f"after {waited} cycles")
+            await tb.cycles(step)
+            waited += step
+        return got

@@ -462,6 +462,7 @@ def test_event_idx():
     async def tb(ctx):
         sq = eb.queue(0, 8)
         await eb.event(ctx, 0, QueueEventKind.ENABLE)
+        sq.auto_used_event = False
         sq.set_used_event(2)               # interrupt when chain #3 (used idx 2 -> 3) is used
         for _ in range(5):
             sq.add(inp=[4])
