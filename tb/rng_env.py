@@ -132,6 +132,15 @@ class RngTB(TB):
         self.drv = self.msix = self.rq = None
         self.targets = []
 
+    async def set_vq_state(self, queue, idx):
+        """What a vDPA host does before enabling a restored queue: the engine's ``qstart``."""
+        f = self.desc.ports["qstart__payload"]["fields"]
+        await RisingEdge(self.dut.clk)
+        self.dut.qstart__payload.value = (idx << f["idx"][0]) | (queue << f["queue"][0])
+        self.dut.qstart__valid.value = 1
+        await RisingEdge(self.dut.clk)
+        self.dut.qstart__valid.value = 0
+
     def irq_count(self, v=1):
         t = self.targets[v]
         return self.msix.delivered[(t.addr, t.data)]
@@ -155,6 +164,8 @@ class RngTB(TB):
         await drv.config_vector(0)
         self.rq = await DriverVirtqueue.create(drv, self.rc, 0, size=size, vector=1,
                                                irq_count=self.irq_count, first_idx=first_idx)
+        if first_idx:
+            await self.set_vq_state(0, first_idx)
         await drv.enable_vq(0)
         await drv.add_status(Status.DRIVER_OK)
         await self.flush()

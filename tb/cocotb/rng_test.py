@@ -3,7 +3,6 @@ posts device-writable buffers in host memory, kicks, and reads back the random b
 suppression, queue reset with buffers outstanding, device reset, index wrap-around.  Run by
 tb/test_rng.py."""
 import cocotb
-from cocotb.triggers import RisingEdge
 
 from tb.rng_env import RngTB, lfsr_bytes
 from tb.virtio_driver import F
@@ -127,14 +126,7 @@ async def rng_wrap_test(dut):
     vDPA set_vq_state hook) and 20 chains are returned across the wrap, in order, by a driver
     whose indices start there too."""
     tb = RngTB(dut)
-    await tb.init()
-    f = tb.desc.ports["qstart__payload"]["fields"]
-    await RisingEdge(dut.clk)
-    dut.qstart__payload.value = (65530 << f["idx"][0]) | (0 << f["queue"][0])
-    dut.qstart__valid.value = 1
-    await RisingEdge(dut.clk)
-    dut.qstart__valid.value = 0
-    rq = await tb.start(size=8, first_idx=65530, init=False)
+    rq = await tb.start(size=8, first_idx=65530)
     # a restored queue's avail_event is where the device stopped (written by the device before
     # a migration); without it the driver's vring_need_event would not kick
     rq.sq.set_u16(rq.sq.device + 4 + 8 * 8, 65530)
@@ -143,3 +135,30 @@ async def rng_wrap_test(dut):
         total += await _read(tb, rq, [4] * 4)
     assert len(total) == 20 and rq.sq.used_idx == (65530 + 20) & 0xFFFF
     assert all(g[1] == 4 for g in total)
+
+
+@cocotb.test()
+async def rng_hostile_ring_test(dut):
+    """VQP-07: a descriptor loop posted by a broken driver: the device sets DEVICE_NEEDS_RESET
+    (with the configuration-change MSI-X message on vector 0), returns nothing, keeps answering
+    the driver, and a device reset brings it back."""
+    from tb.virtqueue_driver import DESC_F_NEXT, DESC_F_WRITE
+    from tb.virtio_driver import Status
+    tb = RngTB(dut)
+    rq = await tb.start(size=8)
+    sq = rq.sq
+    a, b = sq.alloc.alloc(16), sq.alloc.alloc(16)
+    sq.add_raw([(0, a, 16, DESC_F_WRITE | DESC_F_NEXT, 1), (1, b, 16, DESC_F_WRITE | DESC_F_NEXT, 0)])
+    await rq.kick()
+    for _ in range(100):
+        if await tb.drv.get_status() & Status.DEVICE_NEEDS_RESET:
+            break
+        await tb.cycles(50)
+    else:
+        raise AssertionError("DEVICE_NEEDS_RESET never set")
+    await tb.cycles(100)
+    assert sq.used_idx == 0 and tb.irq_count(0) == 1 and tb.irq_count(1) == 0
+    await tb.drv.reset()
+    rq = await tb.start(size=8, init=False)
+    got = await _read(tb, rq, [5])
+    assert got[0][1] == 5

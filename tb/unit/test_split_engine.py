@@ -5,7 +5,6 @@ function that fills writable buffers with a known byte pattern.  The driver side
 tb/virtqueue_driver.py.
 """
 import random
-import struct
 
 import pytest
 

@@ -10,7 +10,7 @@ tests, a vendor TRNG IP) into the device top's ``entropy`` port instead: build `
 
 Port: ``o`` Out stream of W-bit words, valid every cycle (after reset), a new word per transfer.
 """
-from amaranth.hdl import Cat, Const, Module, Signal
+from amaranth.hdl import Cat, Module, Signal
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import Out
 

@@ -35,7 +35,7 @@ device reset (``reset_req``) or FLR (``flr``) does the same for every queue; ``r
 pulses once every write has been sent (not after an FLR: the endpoint resets itself).  A queue
 ENABLE event starts that queue with fresh indices: 0, or the value last given for that
 queue on ``qstart`` (the vDPA ``set_vq_state`` hook a live-migration restore uses; a plain
-driver never needs it; the value stays in force until the next ``qstart`` for that queue).
+driver never needs it; the value stays in force until a device reset or FLR).
 
 Ports (all registered state; streams follow ``amaranth.lib.stream`` rules):
   dma_req, dma_wdata (Out) / dma_rdata, dma_wdone (In): the requester's client side.
@@ -127,7 +127,6 @@ class SplitEngine(wiring.Component):
         nq = p.num_queues
         w = p.data_width
         bpb = w // 8                                # bytes per beat
-        qmax = p.queue_max_size
         req, wdata, rdata, wdone = self.dma_req, self.dma_wdata, self.dma_rdata, self.dma_wdone
 
         feat_indirect = self.driver_features[Feature.RING_INDIRECT_DESC]
@@ -138,7 +137,8 @@ class SplitEngine(wiring.Component):
         pending = Signal(nq)         # a doorbell (or unfinished work) since the last empty check
         enabled = Signal(nq)
         broken = Signal(nq)          # malformed ring seen: stopped until reset / re-enable
-        fresh = Signal(nq)           # enabled since last visit: indices start at 0
+        fresh = Signal(nq)           # enabled since last visit: indices start at 0 / qstart
+        custom = Signal(nq)          # a qstart value is in force for the queue
         qdone = Signal(nq)           # a queue reset waits for its qreset_done
         m.submodules.indices = imem = memory.Memory(shape=QueueIndices, depth=nq, init=[])
         irp = imem.read_port(domain="comb")
@@ -149,6 +149,8 @@ class SplitEngine(wiring.Component):
         qs = self.qstart
         m.d.comb += [qs.ready.eq(1), swp.addr.eq(qs.payload.queue),
                      swp.data.eq(qs.payload.idx), swp.en.eq(qs.valid & (qs.payload.queue < nq))]
+        with m.If(qs.valid & (qs.payload.queue < nq)):
+            m.d.sync += custom.bit_select(qs.payload.queue[:max(1, (nq - 1).bit_length())], 1).eq(1)
 
         m.submodules.picker = picker = QueuePicker(nq)
         cur_q = Signal(16)
@@ -281,7 +283,8 @@ class SplitEngine(wiring.Component):
                 m.d.sync += [row.eq(self.qrd_data), size_m1.eq(self.qrd_data.size - 1),
                              event_pub.eq(0), more.eq(0)]
                 with m.If(fresh.bit_select(cur_q, 1)):
-                    m.d.sync += [last_avail.eq(srp.data), used_idx.eq(srp.data),
+                    start = Mux(custom.bit_select(cur_q, 1), srp.data, 0)
+                    m.d.sync += [last_avail.eq(start), used_idx.eq(start),
                                  fresh.bit_select(cur_q, 1).eq(0)]
                 with m.Else():
                     m.d.sync += [last_avail.eq(irp.data.last_avail), used_idx.eq(irp.data.used)]
@@ -507,7 +510,7 @@ class SplitEngine(wiring.Component):
             with m.State("RESET"):
                 with m.If(outstanding == 0):
                     m.d.comb += self.reset_ack.eq(self.reset_req)
-                    m.d.sync += [pending.eq(0), enabled.eq(0), broken.eq(0), fresh.eq(0),
+                    m.d.sync += [pending.eq(0), enabled.eq(0), broken.eq(0), fresh.eq(0), custom.eq(0),
                                  qdone.eq(0), flr_seen.eq(0), chains.eq(0)]
                     m.next = "IDLE"
 
