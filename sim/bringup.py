@@ -1,6 +1,6 @@
 """`make sim`: build with tracing, run the bring-up scenario, print what it found and write a
 waveform that GTKWave opens (build/sim/waves.vcd + waves.gtkw).  A complete device
-(examples/virtio-rng.json) runs its data-path scenario instead (tb/cocotb/rng_sim.py): the driver
+(examples/virtio-rng.json) runs its data-path scenario instead (tb/integration/cocotb/rng_sim.py): the driver
 reads random bytes through the request queue.
 
 A transitional build (``"transitional": true``, e.g. examples/virtio-net-transitional.json) is
@@ -35,7 +35,8 @@ def main(argv=None):
     device, top = top_level(params)
     top._MustUse__silence = True
     # a complete device (virtio-rng) runs its data-path scenario instead of the bare bring-up
-    module = "tb.cocotb.rng_sim" if device == "virtio-rng" else "tb.cocotb.bringup_test"
+    module = "tb.integration.cocotb.rng_sim" if device == "virtio-rng" \
+        else "tb.integration.cocotb.bringup_test"
     run_cocotb(module, params, waves=True, test_dir=run_dir, extra_env=env)
     vcd = os.path.join(WAVES_DIR, "waves.vcd")
     sanitize_vcd(os.path.join(run_dir, "dump.vcd"), vcd)

@@ -2,7 +2,7 @@
 Amaranth's simulator, against a Python model of the requester port serving a host-memory
 bytearray (random latency, back-pressure and error statuses), a queue-table model, and a device
 function that fills writable buffers with a known byte pattern.  The driver side of the rings is
-tb/virtqueue_driver.py.
+tb/host/virtqueue_driver.py.
 """
 import random
 
@@ -14,7 +14,7 @@ from virtio_pci.virtio.common_cfg import QueueEventKind
 from virtio_pci.virtqueue.queue_picker import QueuePicker
 from virtio_pci.virtqueue.split_engine import SplitEngine
 from tb.unit.helpers import Bench, StreamMonitor, drive
-from tb.virtqueue_driver import (DESC_F_INDIRECT, DESC_F_NEXT, DESC_F_WRITE, SplitQueue,
+from tb.host.virtqueue_driver import (DESC_F_INDIRECT, DESC_F_NEXT, DESC_F_WRITE, SplitQueue,
                                  legacy_layout)
 
 MEM = 1 << 20

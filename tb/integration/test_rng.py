@@ -1,0 +1,15 @@
+"""pytest entry of the virtio-rng device tests (tb/cocotb/rng_test.py) on the
+examples/virtio-rng.json build.  ``VPCI_SEED`` fixes the random seed."""
+import os
+
+from sim.run import run_cocotb
+from virtio_pci.params import VirtioPciParams
+
+PARAMS = VirtioPciParams.from_file(os.path.join(os.path.dirname(__file__), "..", "..", "examples",
+                                                "virtio-rng.json"))
+
+
+def test_rng(tmp_path):
+    seed = os.environ.get("VPCI_SEED")
+    run_cocotb("tb.integration.cocotb.rng_test", PARAMS, test_dir=str(tmp_path),
+               seed=int(seed) if seed else None)
