@@ -13,3 +13,9 @@ def test_rng(tmp_path):
     seed = os.environ.get("VPCI_SEED")
     run_cocotb("tb.integration.cocotb.rng_test", PARAMS, test_dir=str(tmp_path),
                seed=int(seed) if seed else None)
+
+
+def test_rng_stress(tmp_path):
+    seed = int(os.environ.get("VPCI_SEED") or 7)
+    run_cocotb("tb.integration.cocotb.rng_stress_test", PARAMS, test_dir=str(tmp_path),
+               extra_env={"VPCI_STRESS_COUNT": "60", "VPCI_STRESS_SEED": str(seed)}, seed=seed)
