@@ -31,7 +31,7 @@ def _field(port, name):
 
 class HostDmaPort:
     """The requester contract's far side, served from host memory, one request at a time, with
-    random idle cycles (``idle``).  ``log``: ``(sim time ns, "R"|"W", addr, length)``."""
+    random idle cycles and random ready (probability ``idle``) on its streams.  ``log``: ``(sim time ns, "R"|"W", addr, length)``."""
 
     def __init__(self, tb, idle=0.2, seed=1):
         self.tb, self.dut, self.idle = tb, tb.dut, idle
@@ -69,12 +69,17 @@ class HostDmaPort:
             nb = -(-n // bpb)
             if write:
                 got = b""
+                rdy = 1
                 d.dma_wdata__ready.value = 1
                 while len(got) < nb * bpb:
                     await RisingEdge(clk)
-                    if d.dma_wdata__valid.value:
+                    if rdy and d.dma_wdata__valid.value:
                         v = int(d.dma_wdata__payload.value)
                         got += self._get(v, self.f_wd["data"]).to_bytes(bpb, "little")
+                        last = self._get(v, self.f_wd["last"])
+                        assert last == (len(got) >= nb * bpb), "dma_wdata: last on the wrong beat"
+                    rdy = int(not (self.idle and self.rng.random() < self.idle))
+                    d.dma_wdata__ready.value = rdy
                 d.dma_wdata__ready.value = 0
                 await self.space.write(addr, got[:n])
                 d.dma_wdone__payload.value = DMA_OK
