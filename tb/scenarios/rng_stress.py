@@ -61,7 +61,7 @@ async def run_rng_stress(tb, count, seed, log=print):
     returned, resets, qresets, frozen = 0, 0, 0, []
     while returned < count:
         # post
-        while len(rq.sq.free) >= 3 and len(outstanding) < 8 and rng.random() < 0.7:
+        while len(rq.sq.free) >= 4 and len(outstanding) < 8 and rng.random() < 0.7:
             sizes = [rng.randint(1, 600) for _ in range(rng.randint(1, 3))]
             out = [bytes(rng.randint(1, 40))] if rng.random() < 0.2 else []
             head = rq.sq.add(out=out, inp=sizes, indirect=indirect and rng.random() < 0.3)
