@@ -5,7 +5,9 @@
 writes ``OUTDIR/<name>.v`` and ``OUTDIR/<name>.json``.  A ``"link"`` object in the parameter file
 selects a wrapped top instead of the bare endpoint (``link.wrap_top``): ``{"cdc": true}`` (the
 endpoint behind the clock-domain crossing, hdl/virtio_pci/link/cdc.py) or ``{"hard_ip": "ptile"}``
-(the Intel P-Tile adapter, with ``"cdc": false`` to run it on the IP's clock).  The JSON lists every top-level port
+(the Intel P-Tile adapter, with ``"cdc": false`` to run it on the IP's clock).  Otherwise, for a device type with a complete device
+in ``devices/`` (4, virtio-rng) the top level is that whole device (endpoint, ring engine and
+device function); ``--endpoint-only`` emits the bare endpoint instead.  The JSON lists every top-level port
 (name, direction, width, and for packed payloads the bit range of each field), the parameters, the
 BAR layout, the capability list and the register regions.  Users integrate from it; the tests
 read it instead of hard-coding offsets.
@@ -22,7 +24,20 @@ from .config.capabilities import build_config_image
 from .top import VirtioPciEndpoint
 from .link import silence, wrap_top
 
-__all__ = ["describe", "emit", "main"]
+__all__ = ["describe", "emit", "main", "top_level"]
+
+
+def _devices():
+    from .devices.rng import VirtioRng
+    return {4: ("virtio-rng", VirtioRng)}
+
+
+def top_level(params, endpoint_only=False):
+    """The component ``make verilog`` emits for ``params``: ``(device name or None, component)``."""
+    dev = None if endpoint_only else _devices().get(params.device_type)
+    if dev is None:
+        return None, VirtioPciEndpoint(params)
+    return dev[0], dev[1](params)
 
 
 def _fields(shape, base=0):
@@ -61,8 +76,8 @@ def _ports(sig, prefix=""):
     return ports
 
 
-def describe(params, name="virtio_pci_ep", link=None):
-    top = wrap_top(params, link) if link else VirtioPciEndpoint(params)
+def describe(params, name="virtio_pci_ep", link=None, endpoint_only=False):
+    device, top = (None, wrap_top(params, link)) if link else top_level(params, endpoint_only)
     silence(top)                          # only its signature is needed here
     img = build_config_image(params)
     clocks = ["", "link_"] if link and link.get("cdc", True) else [""]
@@ -71,6 +86,7 @@ def describe(params, name="virtio_pci_ep", link=None):
     return {
         "top": name,
         "link": dict(link or {}),
+        "device": device,
         "parameters": params.to_dict(),
         "ids": {"vendor_id": params.vendor_id, "device_id": params.device_id,
                 "revision_id": params.revision_id, "class_code": params.class_code,
@@ -90,16 +106,16 @@ def describe(params, name="virtio_pci_ep", link=None):
     }
 
 
-def emit(params, outdir, name="virtio_pci_ep", link=None):
+def emit(params, outdir, name="virtio_pci_ep", link=None, endpoint_only=False):
     os.makedirs(outdir, exist_ok=True)
-    top = wrap_top(params, link) if link else VirtioPciEndpoint(params)
+    top = wrap_top(params, link) if link else top_level(params, endpoint_only)[1]
     text = verilog.convert(top, name=name, emit_src=True)
     vpath = os.path.join(outdir, f"{name}.v")
     jpath = os.path.join(outdir, f"{name}.json")
     with open(vpath, "w") as f:
         f.write(text)
     with open(jpath, "w") as f:
-        json.dump(describe(params, name, link), f, indent=2)
+        json.dump(describe(params, name, link, endpoint_only), f, indent=2)
     return vpath, jpath
 
 
@@ -108,6 +124,8 @@ def main(argv=None):
     ap.add_argument("params", nargs="?", help="parameter file (JSON); defaults if omitted")
     ap.add_argument("-o", "--outdir", default="build/verilog")
     ap.add_argument("--name", default="virtio_pci_ep")
+    ap.add_argument("--endpoint-only", action="store_true",
+                    help="emit the bare endpoint even for a device type with a complete device")
     args = ap.parse_args(argv)
     link = None
     params = VirtioPciParams()
@@ -116,7 +134,7 @@ def main(argv=None):
             d = json.load(f)
         link = d.pop("link", None)
         params = VirtioPciParams.from_dict(d)
-    v, j = emit(params, args.outdir, args.name, link)
+    v, j = emit(params, args.outdir, args.name, link, args.endpoint_only)
     print(f"wrote {v}\nwrote {j}")
 
 

