@@ -81,8 +81,9 @@ def test_rng_function_fills_writable_drops_readable(w):
 @pytest.mark.filterwarnings("ignore:.*created but never used")
 def test_rng_preset_and_top_level():
     """VQP-08: the virtio_rng preset (type 4, one queue, indirect and EVENT_IDX offered) emits the
-    whole device as the top level, with the engine's requester client ports while the endpoint
-    has none; ``--endpoint-only`` gives the bare endpoint; bad arguments are refused."""
+    whole device as the top level: the engine uses the endpoint's requester inside (no DMA ports
+    at the top), or exposes its requester client ports when the endpoint has none
+    (``dma_tags=0``); ``--endpoint-only`` gives the bare endpoint; bad arguments are refused."""
     p = VirtioPciParams.from_file("examples/virtio-rng.json")
     assert p.device_type == 4 and p.num_queues == 1 and p.device_id == 0x1044
     assert p.offers(Feature.RING_INDIRECT_DESC) and p.offers(Feature.RING_EVENT_IDX)
@@ -93,8 +94,10 @@ def test_rng_preset_and_top_level():
     ports = {q["name"]: q for q in d["ports"]}
     assert d["device"] == "virtio-rng"
     assert {"rx__payload", "tx__payload", "qstart__payload", "chains"} <= set(ports)
-    assert ports["dma_req__payload"]["direction"] == "output"
-    assert ports["dma_rdata__payload"]["direction"] == "input"
+    assert not any(q.startswith("dma_") for q in ports), "the requester is wired inside"
+    ext = {q["name"]: q for q in describe(p.replace(dma_tags=0))["ports"]}
+    assert ext["dma_req__payload"]["direction"] == "output"
+    assert ext["dma_rdata__payload"]["direction"] == "input"
     json.dumps(d)
     assert describe(p, endpoint_only=True)["device"] is None
     with pytest.raises(ValueError, match="device type 4"):
