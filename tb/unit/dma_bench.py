@@ -1,5 +1,5 @@
 """A unit-test bench around the requester (hdl/virtio_pci/dma/requester.py) on Amaranth's
-simulator: a back-end that issues requests and data, a host (``tb.host.dma_host``) that answers MRds
+simulator: a back-end that issues requests and data, a host (``tb.models.dma_model``) that answers MRds
 with completions split and interleaved at random, checks of every TLP against the PCIe rules.
 
 ``ReqBench(width=..., ...).run(requests)`` with requests ``(write, addr, length)``; returns the
@@ -10,7 +10,7 @@ import random
 
 from virtio_pci.dma.requester import Requester
 
-from tb.host.dma_host import HostMemory, completion, parse_request, split_read
+from tb.models.dma_model import HostMemory, completion, parse_request, split_read
 from tb.tlp.convert import beats_to_dws, dws_to_beats
 
 from .helpers import Bench, StreamMonitor, drive, payload_bits

@@ -1,8 +1,8 @@
 """The requester (hdl/virtio_pci/dma/) against bad completions, timeouts, FLR and Bus Master
-Enable cleared mid-transfer, on Amaranth's simulator (host model: tb/host/dma_host.py)."""
+Enable cleared mid-transfer, on Amaranth's simulator (host model: tb/models/dma_model.py)."""
 import pytest
 
-from tb.host.dma_host import StatusRef, completion
+from tb.models.dma_model import StatusRef, completion
 
 from .dma_bench import ReqBench
 from .helpers import seeded
@@ -80,7 +80,7 @@ def test_dma_stray_completions():
     rng = seeded("dma_stray")
     reqs = [(0, 0x6000_0000 + 512 * i, 512) for i in range(8)]
     b = ReqBench(width=128, rng=rng, name="dma_stray", cpl_latency=60)
-    from tb.host.dma_host import MemReq
+    from tb.models.dma_model import MemReq
     ghost = MemReq(write=False, addr=0x6000_0000, length_dw=4, fbe=0xF, lbe=0xF, tag=2,
                    requester_id=0x0A08, attr=0, tc=0, hdr_dw=3, start=0x6000_0000, nbytes=16)
     junk = bytes([0xEE] * 16)

@@ -2,7 +2,7 @@
 model that splits and interleaves completions, checked byte for byte and TLP by TLP."""
 import pytest
 
-from tb.host.dma_host import HostMemory, StatusRef, byte_enables_ref
+from tb.models.dma_model import HostMemory, StatusRef, byte_enables_ref
 
 from .dma_bench import RID, ReqBench
 from .helpers import seeded

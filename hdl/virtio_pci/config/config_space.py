@@ -7,6 +7,14 @@ Every dword with a read-write or write-1-to-clear bit becomes a register with th
 every other dword is a constant; dwords that the image leaves zero (all of the extended space from
 0x100 on, apart from the empty list header) read 0.  Writes honour the byte enables and the masks
 (CAP-D2: read-only bits never change).  ``rdata`` is valid the cycle after the access.
+
+Power management (PCI Bus Power Management 1.2 section 3.2.4, PCIe Base 5.3.1): the function
+supports D0 and D3hot only (PMC advertises neither D1 nor D2), so a write of PowerState 1 or 2 is
+discarded and the field keeps its state (the other bits of that write apply).  ``d3hot`` is high
+while PowerState is 3; the top level then refuses memory and I/O requests (Unsupported Request)
+and initiates no requests (MSI-X messages stay pending, INTx is deasserted); configuration
+requests are served in every state.  No_Soft_Reset is 1: D3hot -> D0 keeps every register.
+FLR and conventional reset return the function to D0.
 """
 from amaranth.hdl import Cat, Const, Module, Signal
 from amaranth.lib import wiring
@@ -28,6 +36,7 @@ class ConfigSpace(wiring.Component):
     int_status : In, shown in Status bit 3 (Interrupt Status).
     set_* : In, one-cycle pulses that set write-1-to-clear error bits.
     flr : Out, one-cycle pulse when software writes 1 to Initiate Function Level Reset.
+    d3hot : Out, PowerState is D3hot (registered: from the cycle after the CfgWr that set it).
     """
 
     def __init__(self, params):
@@ -62,6 +71,7 @@ class ConfigSpace(wiring.Component):
             "set_nonfatal_detected": In(1),
             "set_correctable_detected": In(1),
             "flr": Out(1),
+            "d3hot": Out(1),
         })
 
     def elaborate(self, platform):
@@ -105,12 +115,18 @@ class ConfigSpace(wiring.Component):
 
         # ---- write ----
         bm = byte_mask(bus.be)
+        pm = img.fields["pm_csr"]
         for i, reg in regs.items():
             _, rw, rw1c = img.dword(i)
             with m.If(bus.en & bus.write & (bus.addr == i)):
-                nv = (reg & ~(bm & rw)) | (bus.wdata & bm & rw)
-                nv = nv & ~(bus.wdata & bm & rw1c)
+                nv = ((reg & ~(bm & rw)) | (bus.wdata & bm & rw)) & ~(bus.wdata & bm & rw1c)
                 m.d.sync += reg.eq(nv)
+                if i == pm.dword:
+                    # PowerState (bits 1:0): D1 and D2 are not supported, so such a write is
+                    # discarded (PCI PM 1.2 3.2.4); the rest of the write applies
+                    ps = nv[pm.bit:pm.bit + 2]
+                    with m.If((ps == 1) | (ps == 2)):
+                        m.d.sync += reg[pm.bit:pm.bit + 2].eq(reg[pm.bit:pm.bit + 2])
 
         # ---- hardware-set error bits (write-1-to-clear) ----
         def set_bits(name, bit_in_field, pulse):
@@ -156,6 +172,7 @@ class ConfigSpace(wiring.Component):
             self.pci_cfg_offset.eq(fld("pci_cfg_offset")),
             self.pci_cfg_length.eq(fld("pci_cfg_length")),
             self.pci_cfg_data.eq(fld("pci_cfg_data")),
+            self.d3hot.eq(fld("pm_csr")[:2] == 3),
         ]
         if p.has_io_bar:
             io_bits = (p.io_bar_size - 1).bit_length()

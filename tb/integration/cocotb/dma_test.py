@@ -9,7 +9,7 @@ from cocotbext.axi.address_space import MemoryRegion
 
 from tb.env.fabric import CLK_PERIOD_NS, PulseCounter
 from tb.env.testbench import TB
-from tb.host.dma_host import StatusRef, byte_enables_ref, parse_request, split_read, split_ref
+from tb.models.dma_model import StatusRef, byte_enables_ref, parse_request, split_read, split_ref
 from tb.host.pcispec import CapId, Hdr, PcieCap
 from tb.models.dma_backend import DmaBackend
 from tb.tlp.requests import mem_tlp
@@ -326,7 +326,7 @@ async def dma_host_silent_test(dut):
 
 
 def cpl_for(r, **kw):
-    from tb.host.dma_host import completion
+    from tb.models.dma_model import completion
     return completion(r, completer_id=0, **kw)
 
 
@@ -410,7 +410,7 @@ async def dma_bad_completions_test(dut):
     # stray completions: unknown tag, a Requester ID of another function
     await clear_errors(env)
     uc0 = tb.error_count("err_unexpected_cpl")
-    from tb.host.dma_host import MemReq
+    from tb.models.dma_model import MemReq
     me = int(tb.dev.pcie_id)
     ghost = MemReq(write=False, addr=env.low_base, length_dw=1, fbe=0xF, lbe=0, tag=5,
                    requester_id=me, attr=0, tc=0, hdr_dw=3, start=env.low_base, nbytes=4)
