@@ -33,6 +33,10 @@ class DmaEnv:
         await tb.init()
         if master:
             await tb.dev.set_master()
+        await self.setup_memory()
+
+    async def setup_memory(self):
+        tb = self.tb
         self.low = tb.rc.mem_pool.alloc_region(REGION)
         self.low_base = self.low.get_absolute_address(0)
         self.high = MemoryRegion(REGION)
@@ -483,3 +487,35 @@ async def dma_reset_in_flight_test(dut):
     await env.wait_all(ok)
     for op in ok:
         assert op.status == StatusRef.OK and op.data == await env.host_read(op.addr, 33), op
+
+
+@cocotb.test()
+async def dma_interrupt_after_data_test(dut):
+    """DMA-15: under tx back-pressure the back-end writes a used ring (several MWrs, posted in
+    order), waits for dma_wdone OK and requests the queue interrupt: the MSI-X write leaves
+    after every MWr of the ring write, and the ring data is in host memory when it arrives."""
+    from tb.env.interrupts import linux_init
+    tbx = TB(dut, backend={}, interrupts=True, tx_stall=0.5)
+    env = DmaEnv(dut, tb=tbx, req_idle=0.0, ready_prob=1.0)
+    await tbx.start()
+    await linux_init(tbx, strategy="msix_per_vq")
+    await tbx.dev.set_master()
+    await env.setup_memory()
+    await env.devctl(mps=0)
+    for rnd in range(5):
+        ring = env.low_base + REGION // 2 + 0x400 * rnd + 2 * rnd
+        data = bytes(env.rng.getrandbits(8) for _ in range(600))
+        w0 = len(tbx.writes)
+        mark = len(tbx.bridge.tx_log)
+        op = env.be.write(ring, data)
+        await env.wait_all([op])
+        assert op.status == StatusRef.OK
+        await tbx.irq(("q", 0))
+        await tbx.wait_writes(w0 + len(split_ref(ring, 600, 128)) + 1)
+        log = tbx.bridge.tx_log[mark:]
+        mwrs = [parse_request(d) for k, d in log if k == "req" and d[0] >> 24 in (0x40, 0x60)]
+        ring_idx = [i for i, r in enumerate(mwrs) if ring <= r.start < ring + 600]
+        msi_idx = [i for i, r in enumerate(mwrs) if not ring <= r.start < ring + 600]
+        assert len(msi_idx) == 1 and ring_idx and msi_idx[0] > max(ring_idx), \
+            f"round {rnd}: MSI-X write at {msi_idx}, ring writes at {ring_idx}"
+        assert await env.host_read(ring, 600) == data
