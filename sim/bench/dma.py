@@ -207,7 +207,9 @@ def requester_area(family="ecp5", width=128, n_tags=32, max_read=512, max_payloa
     with open(os.path.join(wdir, "top.il"), "w") as f:
         f.write(text)
     stat, err = _yosys(wdir, FAMILIES[family], False)
-    if err and "call stack exhausted" in err:
+    if err:
+        # abc9 fails on this design in some yosys builds: classic abc, as sim.bench.synth does
+        res["lut_mapper"] = f"abc ({err[:60]})"
         stat, err = _yosys(wdir, fallback(family), False)
     if err:
         res["error"] = err
