@@ -11,7 +11,7 @@ import sys
 from virtio_pci.params import VirtioPciParams
 
 from .run import run_cocotb
-from .waves import WAVES_DIR, sanitize_vcd, write_gtkw
+from .waves import WAVES_DIR, save_waves
 
 
 def main(argv=None):
@@ -29,10 +29,11 @@ def main(argv=None):
     env = {"VPCI_BRINGUP_OUT": report}
     if args.driver:
         env["VPCI_BRINGUP_DRIVER"] = args.driver
-    run_cocotb("tb.integration.cocotb.bringup_test", params, waves=True, test_dir=run_dir, extra_env=env)
-    vcd = os.path.join(WAVES_DIR, "waves.vcd")
-    sanitize_vcd(os.path.join(run_dir, "dump.vcd"), vcd)
-    gtkw = write_gtkw(vcd, os.path.join(WAVES_DIR, "waves.gtkw"), width=params.data_width)
+    _, run_dir = run_cocotb("tb.integration.cocotb.bringup_test", params, waves=True, test_dir=run_dir,
+                            extra_env=env)
+    from .build import build
+    _, desc = build(params, waves=True)
+    vcd, gtkw = save_waves(os.path.join(run_dir, "dump.vcd"), WAVES_DIR, desc)
     with open(report) as f:
         print(f.read(), end="")
     print(f"waveform: {vcd}\nGTKWave:  gtkwave {gtkw}   (or: make waves)")

@@ -123,6 +123,10 @@ class VirtioPciParams:
     #: access waiting for reset_ack) before the function gives it up (tlp/dispatcher.py); 0 picks
     #: max(1024, 2 * num_queues).  It must exceed the queue-flag sweep of num_queues cycles
     backend_timeout: int = 0
+    #: None: soft configuration space (the default).  "cfg_ext": hard-IP mode, the vendor hard IP
+    #: owns the type-0 header, BARs and its capabilities; the core's configuration space only
+    #: answers what the IP forwards (config/config_space.py) and takes its state from ``hip``
+    hard_ip: str = None
 
     def __post_init__(self):
         if self.device_type not in DEVICE_TYPES:
@@ -195,6 +199,11 @@ class VirtioPciParams:
             raise ValueError(f"backend_timeout must be 0 (automatic) or {self.num_queues + 17}.."
                              f"{1 << 20} cycles (longer than the {self.num_queues}-cycle queue "
                              f"sweep), not {self.backend_timeout!r}")
+        if self.hard_ip not in (None, "cfg_ext"):
+            raise ValueError(f"hard_ip must be None or 'cfg_ext', not {self.hard_ip!r}")
+        if self.hard_ip and self.has_io_bar:
+            raise ValueError("hard-IP mode has no I/O BAR (transitional, legacy_guard): the hard IP "
+                             "owns the BARs")
         if self.device_cfg_backend not in ("regfile", "external"):
             raise ValueError(f"device config back-end must be 'regfile' or 'external', not {self.device_cfg_backend!r}")
 

@@ -19,15 +19,15 @@ Function Level Reset (PCIe capability Initiate FLR) returns the configuration sp
 virtio state to reset values the cycle after the CfgWr that asked for it; that CfgWr's own
 completion is already in the pipeline and still leaves.  The back-end sees ``flr`` for one cycle.
 """
-from amaranth.hdl import Module, Mux, ResetInserter, Signal, unsigned
+from amaranth.hdl import Cat, Const, Module, Mux, ResetInserter, Signal, unsigned
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out, connect, flipped
 
 from .params import VirtioPciParams
-from .config.config_space import ConfigSpace
 from .dma.layouts import dma_signatures
 from .dma.ordering import CompletionBarrier
 from .dma.requester import Requester
+from .config.config_space import ConfigSpace, HardIpStatus
 from .irq.interrupts import InterruptController, IrqRequest
 from .irq.msix_table import MsixTable
 from .tlp.depacketizer import Depacketizer
@@ -77,6 +77,9 @@ class VirtioPciEndpoint(wiring.Component):
                       (back-end DMA, ``dma/layouts.py`` and ``dma/requester.py``); absent when
                       ``params.dma_tags`` is 0.
       err_cpl_timeout Out pulse: a back-end read timed out (Completion Timeout).
+    Hard-IP mode (``params.hard_ip``, config/config_space.py):
+      hip             In HardIpStatus: the hard IP's configuration state (enables, MSI-X, MPS,
+                      MRRS, bus/device number, FLR pulse); completer and requester IDs come from it.
     """
 
     def __init__(self, params=None):
@@ -119,6 +122,8 @@ class VirtioPciEndpoint(wiring.Component):
                 "dma_wdone": Out(sigs["dma_wdone"]),
                 "err_cpl_timeout": Out(1),
             })
+        if p.hard_ip:
+            members["hip"] = In(HardIpStatus)
         if p.device_cfg_backend == "external":
             members["dcfg_req"] = Out(stream.Signature(DcfgRequest))
             members["dcfg_resp"] = In(stream.Signature(unsigned(32)))
@@ -346,11 +351,22 @@ class VirtioPciEndpoint(wiring.Component):
             self.err_ur.eq(depkt.err_ur),
             self.err_unexpected_cpl.eq(depkt.err_unexpected_cpl | req_unexpected),
         ]
+        if p.hard_ip:
+            self._hard_ip(m, cfg, dispatch, irqc, m.submodules.requester if p.dma_tags else None)
         m.d.sync += flr_rst.eq(cfg.flr)
         m.d.comb += self.flr.eq(flr_rst)
         if p.assertions:
             self._checks(m, dispatch, packer, flr_rst)
         return m
+
+    def _hard_ip(self, m, cfg, dispatch, irqc, req):
+        """Hard-IP mode: configuration state and the function's ID from the IP (these comb
+        assignments come last, so they replace the soft ones)."""
+        own_id = Cat(Const(0, 3), self.hip.device, self.hip.bus)
+        m.d.comb += [cfg.hip.eq(self.hip), dispatch.completer_id.eq(own_id),
+                     irqc.requester_id.eq(own_id)]
+        if req is not None:
+            m.d.comb += req.requester_id.eq(own_id)
 
     def _checks(self, m, dispatch, packer, flr_rst):
         """Simulation assertions (``params.assertions``, hdl/virtio_pci/checks.py)."""

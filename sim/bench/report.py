@@ -223,6 +223,11 @@ def format_report(res):
             out.append(f"Fmax (nextpnr-ecp5, {fm['device']}, default configuration, {fm['args']}): "
                        f"{fm['fmax_mhz']} MHz; critical path {cp.get('from')} -> {cp.get('to')} "
                        f"({cp.get('segments')} segments)")
+    cdc = res.get("cdc")
+    if cdc:
+        from .cdc import format_cdc
+        out.append("")
+        out.append(f"Clock-domain crossing: {cdc['error']}" if "error" in cdc else format_cdc(cdc))
     sp = res.get("speed")
     if sp:
         out.append("")
