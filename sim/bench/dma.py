@@ -117,7 +117,6 @@ def _run(width, reqs, *, tags=32, max_read=512, max_payload=512, mps=2, mrrs=2, 
             if wv:
                 rec["tx"].append(cyc)
                 if wp.first:
-                    hdr = 4 if int(wp.data) >> 29 & 1 else 3
                     rec["payload_dw"] += int(wp.data) & 0x3FF
             if rv:
                 rec["rdata"].append(cyc)

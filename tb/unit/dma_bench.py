@@ -10,7 +10,7 @@ import random
 
 from virtio_pci.dma.requester import Requester
 
-from tb.models.dma_model import HostMemory, completion, parse_request, split_read
+from tb.models.dma_model import HostMemory, parse_request, split_read
 from tb.tlp.convert import beats_to_dws, dws_to_beats
 
 from .helpers import Bench, StreamMonitor, drive, payload_bits

@@ -46,7 +46,7 @@ we, waddr, wdata : Out, write port of the ``ReadBuffer``.
 requester_id, flr, cto_disable : In.
 err_unexpected, err_malformed, err_timeout, got_ur, got_ca, got_poisoned : Out pulses.
 """
-from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed
+from amaranth.hdl import Const, Module, Mux, Signal, signed
 from amaranth.lib import data, memory, wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2, exact_log2

@@ -27,7 +27,7 @@ Timing: ``req`` is accepted when the engine is idle (``req.ready`` is registered
 beat is valid 2 cycles after the request was accepted (DESIGN.md section 8: <= 3), one MRd per
 cycle after that (W >= 128) while tags last; one write chunk per cycle into ``wcmd``.
 """
-from amaranth.hdl import Cat, Const, Module, Mux, Signal, unsigned
+from amaranth.hdl import Cat, Const, Module, Mux, Signal
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import exact_log2

@@ -43,12 +43,12 @@ Back-end contract, as kept here (the choices the PCIe rules leave open):
   discarded as unexpected.  A conventional reset resets the requester with everything else.
 """
 from amaranth.hdl import Module
-from amaranth.lib import stream, wiring
+from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out, connect, flipped
 
 from ..tlp.layouts import beat_layout, tlp_stream
 from .completion_reassembly import CompletionReassembly
-from .layouts import dma_signatures, DmaStatus
+from .layouts import dma_signatures
 from .read_buffer import ReadBuffer
 from .read_out import ReadOut
 from .request_engine import RequestEngine

@@ -82,7 +82,7 @@ class DmaEnv:
 
 
 def random_ops(env, rng, count, *, max_len=3000):
-    ops, expect = [], []
+    ops = []
     for i in range(count):
         n = rng.choice([1, 2, 3, 4, 5, 8, 15, 16, 17, 63, 64, 65, 200, 511, 512, 513, 1024, max_len])
         high = rng.random() < 0.4
