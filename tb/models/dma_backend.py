@@ -86,6 +86,16 @@ class DmaBackend:
         self._reqs.put_nowait(op)
         return op
 
+    def forget(self):
+        """A conventional reset of the RTL (and of the back-end it serves): requests not yet
+        answered are dropped (their ops stay undone).  Call it while no request or data beat is
+        being offered."""
+        for q in (self._reqs, self._wbeats):
+            while not q.empty():
+                q.get_nowait()
+        self._reads.clear()
+        self._writes.clear()
+
     @property
     def idle(self):
         return self._reqs.empty() and not self._reads and not self._writes

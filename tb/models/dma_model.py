@@ -6,7 +6,6 @@ of ``tb.tlp.convert`` (header DWs as drawn in the spec, payload DWs little-endia
 unit tests of the requester (``tb/unit/test_dma_*.py``) and by the cocotb DMA tests, which check
 what the RTL sends against it and use it to build bad completions on purpose.
 """
-import random
 from dataclasses import dataclass, field
 
 __all__ = ["MemReq", "parse_request", "completion", "split_read", "HostMemory", "split_ref",

@@ -10,7 +10,7 @@ import random
 
 from virtio_pci.dma.requester import Requester
 
-from tb.models.dma_model import HostMemory, completion, parse_request, split_read
+from tb.models.dma_model import HostMemory, parse_request, split_read
 from tb.tlp.convert import beats_to_dws, dws_to_beats
 
 from .helpers import Bench, StreamMonitor, drive, payload_bits
@@ -31,13 +31,16 @@ class ReqBench:
                              timeout=timeout)
         self.bench = Bench(self.dut, name)
         self.rng = rng or random.Random(1)
+        self.timeout = timeout
         self.mem = HostMemory()
         self.cfg = dict(mps=mps, mrrs=mrrs, ext_tag=ext_tag, relaxed_en=relaxed_en,
                         no_snoop_en=no_snoop_en, bus_master=bus_master)
         self.split, self.rcb = split, rcb
         self.req_idle, self.rx_idle, self.ready_prob = req_idle, rx_idle, ready_prob
         self.cpl_latency = cpl_latency
-        #: hold(req) -> list of completions to send instead of the good ones (or None: good ones)
+        #: hold(req) -> list of completions to send instead of the good ones (or None: good ones);
+        #: it sets ``req.abandoned`` when the RTL must quarantine the tag (missing or
+        #: inconsistent completions): the bench then allows its reuse only after the timeout
         self.hold = hold
         self.tlps = []
         self.outstanding = {}       # tag -> MemReq
@@ -48,6 +51,7 @@ class ReqBench:
         self.flr_at = None
         self.bme_clear_at = None
         self.extra_rx = []          # (cycle, dws) completions injected at a cycle
+        self.tags_free = None
         self.errors = {n: 0 for n in ("err_unexpected", "err_malformed", "err_timeout", "got_ur",
                                       "got_ca", "got_poisoned")}
 
@@ -121,7 +125,7 @@ class ReqBench:
                     else:
                         p = self.rng.choice(due)
                         dws = p[1].pop(0)
-                        if not p[1]:
+                        if not p[1] and not getattr(p[2], "abandoned", False):
                             self.outstanding.pop(p[2].tag, None)
                     cur = [bt for bt in dws_to_beats(dws, self.w)]
                 if cur and not (self.rx_idle and self.rng.random() < self.rx_idle):
@@ -139,7 +143,9 @@ class ReqBench:
 
         async def errs(ctx):
             names = list(self.errors)
-            async for _, _, *vals in ctx.tick().sample(*(getattr(d, n) for n in names)):
+            async for _, _, free, *vals in ctx.tick().sample(
+                    d.tags_free, *(getattr(d, n) for n in names)):
+                self.tags_free = free
                 for n, v in zip(names, vals):
                     self.errors[n] += int(v)
 
@@ -186,16 +192,21 @@ class ReqBench:
         if r.write:
             self.mem.write(r.start, r.data)
             return
-        assert r.tag not in self.outstanding, f"tag {r.tag} reused while outstanding"
+        old = self.outstanding.get(r.tag)
+        if old is not None:
+            # a tag whose completions never (all) came may be reused only after the timeout
+            assert getattr(old, "abandoned", False) and cycle - old.issued >= self.timeout, \
+                f"tag {r.tag} reused while outstanding"
+        r.issued = cycle
         self.outstanding[r.tag] = r
         self.max_outstanding = max(self.max_outstanding, len(self.outstanding))
         cpls = self.hold(r) if self.hold else None
         if cpls is None:
             cpls = split_read(r, self.mem, self.rng, rcb=self.rcb, mps=128 << self.cfg["mps"],
                               mode=self.split)
-        self.pending.append([cycle + self.cpl_latency, cpls, r])
-        if not cpls:
+        if not cpls and not getattr(r, "abandoned", False):
             self.outstanding.pop(r.tag)
+        self.pending.append([cycle + self.cpl_latency, cpls, r])
 
     def _collect(self, rd_mon, wd_mon):
         out, cur = [], b""

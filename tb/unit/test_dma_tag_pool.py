@@ -12,7 +12,6 @@ def test_tag_pool_limits_and_reuse():
     until released; with it set all 64; a released tag is offered again."""
     dut = TagPool(64)
     b = Bench(dut, "tag_pool")
-    got = {}
 
     async def take(ctx, n):
         out = []

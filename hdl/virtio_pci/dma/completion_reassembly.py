@@ -8,8 +8,9 @@ Unexpected Completion, UR / CA status, malformed completions), 2.7.2 (poisoned d
 Every completion on ``rx`` (snooped: it never back-pressures ``rx``, the buffer space of a tag is
 reserved when its MRd leaves) is looked up by tag in the per-tag state:
 
-* **stray**: tag out of range, T9/T8 set, Requester ID not this function's, or the tag has no
-  outstanding MRd: discarded, ``err_unexpected`` (Unexpected Completion, PCIe 2.3.2);
+* **stray**: tag out of range, T9/T8 set, Requester ID not this function's, the tag has no
+  outstanding MRd, or a locked completion (CplLk/CplDLk): discarded, ``err_unexpected``
+  (Unexpected Completion, PCIe 2.3.2);
 * **live** (outstanding, status not yet decided): Completion Status UR (or a reserved status)
   ends the request with UR (``got_ur``: Received Master Abort), CA with CA (``got_ca``: Received
   Target Abort); a poisoned CplD (EP) with POISONED (``got_poisoned``: Master Data Parity
@@ -45,7 +46,7 @@ we, waddr, wdata : Out, write port of the ``ReadBuffer``.
 requester_id, flr, cto_disable : In.
 err_unexpected, err_malformed, err_timeout, got_ur, got_ca, got_poisoned : Out pulses.
 """
-from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed
+from amaranth.hdl import Const, Module, Mux, Signal, signed
 from amaranth.lib import data, memory, wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2, exact_log2
@@ -153,6 +154,8 @@ class CompletionReassembly(wiring.Component):
         at_hdr = self.rx_fire & (cur_b == hb)
         ft = h0.fmt_type
         is_cpl = (ft == FmtType.CPL) | (ft == FmtType.CPLD)
+        # a locked completion (CplLk/CplDLk) never answers an MRd: always unexpected
+        any_cpl = is_cpl | (ft == FmtType.CPLLK) | (ft == FmtType.CPLDLK)
         has_data = ft == FmtType.CPLD
         tag = h2.tag
         tag_ok = tag < n if n < 256 else Const(1)
@@ -223,7 +226,7 @@ class CompletionReassembly(wiring.Component):
                          c_final.eq(fin), c_cons.eq(consistent), c_write.eq(data_ok),
                          c_carried.eq(carried.as_unsigned()), c_gb.eq(gb0 + L),
                          c_ur.eq(ur), c_ca.eq(ca), c_poison.eq(poison), c_malf.eq(malf),
-                         c_is_cpl.eq(is_cpl)]
+                         c_is_cpl.eq(any_cpl)]
 
         # ---- data into the read buffer ----------------------------------------------------------
         gb = Signal.like(c_gb)
@@ -270,7 +273,7 @@ class CompletionReassembly(wiring.Component):
         clear_out = Signal()
         with m.If(last_now):
             with m.If(k_now == 0):
-                m.d.comb += self.err_unexpected.eq(~bad & Mux(at_hdr, is_cpl, c_is_cpl))
+                m.d.comb += self.err_unexpected.eq(~bad & Mux(at_hdr, any_cpl, c_is_cpl))
             with m.Elif(k_now == 1):
                 with m.If(bad):
                     m.d.sync += [done.bit_select(tsel, 1).eq(1),

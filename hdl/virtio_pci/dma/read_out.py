@@ -18,7 +18,7 @@ its tag's status is decided (query, buffer read, output register); a request who
 not W/8-aligned and whose last bytes fit in the row before its end takes one extra cycle.
 """
 from amaranth.hdl import Cat, Const, Module, Mux, Signal
-from amaranth.lib import data, fifo, stream, wiring
+from amaranth.lib import fifo, stream, wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2, exact_log2
 

@@ -23,11 +23,12 @@ which checks BME when a chunk is about to leave (writes must not leave after BME
 Ordering: MRds are not issued while the write packer holds unsent write chunks (a read does not
 pass a posted write of the same requester, PCIe 2.4.1 row B column 2).
 
-Timing: ``req`` is accepted when the engine is idle (``req.ready`` is registered); the first MRd
+Timing: ``req`` is accepted when the engine is idle (``req.ready`` depends on internal state
+only, never on ``req.valid``; a write also needs ``wr_credit``); the first MRd
 beat is valid 2 cycles after the request was accepted (DESIGN.md section 8: <= 3), one MRd per
 cycle after that (W >= 128) while tags last; one write chunk per cycle into ``wcmd``.
 """
-from amaranth.hdl import Cat, Const, Module, Mux, Signal, unsigned
+from amaranth.hdl import Cat, Const, Module, Mux, Signal
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import exact_log2

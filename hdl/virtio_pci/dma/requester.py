@@ -43,12 +43,12 @@ Back-end contract, as kept here (the choices the PCIe rules leave open):
   discarded as unexpected.  A conventional reset resets the requester with everything else.
 """
 from amaranth.hdl import Module
-from amaranth.lib import stream, wiring
+from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out, connect, flipped
 
 from ..tlp.layouts import beat_layout, tlp_stream
 from .completion_reassembly import CompletionReassembly
-from .layouts import dma_signatures, DmaStatus
+from .layouts import dma_signatures
 from .read_buffer import ReadBuffer
 from .read_out import ReadOut
 from .request_engine import RequestEngine
@@ -70,6 +70,7 @@ class Requester(wiring.Component):
         In, from config space.
     err_unexpected, err_malformed, err_timeout, got_ur, got_ca, got_poisoned : Out pulses for
         config-space error bits.
+    tags_free : Out, free tags below the current limit (registered; tests and bench).
     """
 
     def __init__(self, width, *, n_tags, max_read, max_payload, timeout):
@@ -102,6 +103,7 @@ class Requester(wiring.Component):
             "got_ur": Out(1),
             "got_ca": Out(1),
             "got_poisoned": Out(1),
+            "tags_free": Out(9),
         })
         self._cfg = dict(n_tags=n_tags, max_read=max_read, max_payload=max_payload,
                          timeout=timeout)
@@ -137,6 +139,7 @@ class Requester(wiring.Component):
             cpl.done_valid.eq(rout.done_valid), cpl.done_tag.eq(rout.done_tag),
             tags.ext_tag.eq(self.ext_tag),
             self.n_ready.eq(wp.n_ready), self.n_done.eq(wp.n_done),
+            self.tags_free.eq(tags.free_count),
         ]
         for i in range(3):
             m.d.comb += [getattr(tags, f"release{i}_valid").eq(getattr(cpl, f"release{i}_valid")),

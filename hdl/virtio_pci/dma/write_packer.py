@@ -172,33 +172,13 @@ class WritePacker(wiring.Component):
         m.d.comb += total_dw.eq(length_dw + hd)
         c_last = Signal(17)
         m.d.comb += c_last.eq((cp.offset + cp.n - 1) >> bshift)
+        last_out = Signal()        # the last beat of the chunk in ``c`` is produced this cycle
+        popped_next = Signal.like(popped)
+        m.d.comb += popped_next.eq(Mux(last_out & c.last, 0, popped + pop))
         need = Signal(signed(18))
-        m.d.comb += need.eq(c_last - popped + 1)
-        have_data = need <= q.level
+        m.d.comb += need.eq(c_last - popped_next + 1)
+        have_data = need <= q.level - pop
         refuse = abort | ~self.bme | (req_status != DmaStatus.OK)
-
-        # the chunk start
-        with m.If(~busy & ~dropping & cmd.valid):
-            with m.If(refuse):
-                # this request is not sent any more: consume its data, answer when done
-                with m.If(req_status == DmaStatus.OK):
-                    m.d.sync += req_status.eq(Mux(abort, DmaStatus.RESET, DmaStatus.BME))
-                m.d.comb += cmd.ready.eq(1)
-                with m.If(cp.last):
-                    m.d.sync += [dropping.eq(1), chunk_last.eq(cp.req_beats_m1)]
-            with m.Elif(have_data):
-                m.d.comb += cmd.ready.eq(1)
-                m.d.sync += [
-                    busy.eq(1), c.eq(cp), t.eq(0), h_dw.eq(hd),
-                    nbeats_m1.eq((total_dw - 1) >> exact_log2(L)),
-                    last_keep.eq(Mux(total_dw[:exact_log2(L)] == 0, (1 << L) - 1,
-                                     (Const(1, L + 1) << total_dw[:exact_log2(L)]) - 1)),
-                    e.eq(neg[:bshift]),
-                    K.eq((neg >> bshift) + 1),
-                    pay_beat.eq((hd * 4 + cp.addr[:2]) >> bshift),
-                    chunk_last.eq(c_last),
-                ]
-                m.d.sync += [h.eq(d) for h, d in zip(hdr, dws)]
 
         # consuming a refused request's data
         with m.If(dropping):
@@ -259,7 +239,33 @@ class WritePacker(wiring.Component):
                     m.d.comb += pop.eq(1)
                     m.d.sync += [H2.eq(H), H.eq(X), popped.eq(popped + 1)]
                 with m.If(is_last):
+                    m.d.comb += last_out.eq(1)
                     m.d.sync += busy.eq(0)
                     with m.If(c.last):
                         m.d.sync += popped.eq(0)
+        # the chunk start
+        # (after the sending block: a chunk may start in the cycle the previous one's last beat
+        # is produced, so back-to-back MWrs leave without an idle cycle)
+        with m.If((~busy | last_out) & ~dropping & cmd.valid):
+            with m.If(refuse):
+                # this request is not sent any more: consume its data, answer when done
+                with m.If(req_status == DmaStatus.OK):
+                    m.d.sync += req_status.eq(Mux(abort, DmaStatus.RESET, DmaStatus.BME))
+                m.d.comb += cmd.ready.eq(1)
+                with m.If(cp.last):
+                    m.d.sync += [dropping.eq(1), chunk_last.eq(cp.req_beats_m1)]
+            with m.Elif(have_data):
+                m.d.comb += cmd.ready.eq(1)
+                m.d.sync += [
+                    busy.eq(1), c.eq(cp), t.eq(0), h_dw.eq(hd),
+                    nbeats_m1.eq((total_dw - 1) >> exact_log2(L)),
+                    last_keep.eq(Mux(total_dw[:exact_log2(L)] == 0, (1 << L) - 1,
+                                     (Const(1, L + 1) << total_dw[:exact_log2(L)]) - 1)),
+                    e.eq(neg[:bshift]),
+                    K.eq((neg >> bshift) + 1),
+                    pay_beat.eq((hd * 4 + cp.addr[:2]) >> bshift),
+                    chunk_last.eq(c_last),
+                ]
+                m.d.sync += [h.eq(d) for h, d in zip(hdr, dws)]
+
         return m

@@ -1,18 +1,18 @@
 """Back-end DMA through the front-end (requester port, requirement list section 2.18): requests on
 ``dma_req``/``dma_wdata`` against cocotbext-pcie's root complex and its host memory, through the
-RTL's ``tx``/``rx`` (tb/rc_bridge.py forwards the RTL's MRd/MWr to the fabric)."""
+RTL's ``tx``/``rx`` (tb/host/rc_bridge.py forwards the RTL's MRd/MWr to the fabric)."""
 import random
 
 import cocotb
 from cocotb.triggers import with_timeout
 from cocotbext.axi.address_space import MemoryRegion
 
-from tb.models.dma_backend import DmaBackend
-from tb.models.dma_model import StatusRef, byte_enables_ref, parse_request, split_ref
 from tb.env.fabric import CLK_PERIOD_NS, PulseCounter
 from tb.env.testbench import TB
+from tb.models.dma_model import StatusRef, byte_enables_ref, parse_request, split_read, split_ref
+from tb.host.pcispec import CapId, Hdr, PcieCap
+from tb.models.dma_backend import DmaBackend
 from tb.tlp.requests import mem_tlp
-from tb.host.pcispec import Cmd, Hdr, PcieCap, CapId
 
 #: host memory above 4 GiB (4-DW headers), registered in the root complex's address space
 HIGH_BASE = 0x1_2340_0000
@@ -22,8 +22,8 @@ REGION = 0x10000
 class DmaEnv:
     """TB + back-end + two host memory regions (below and above 4 GiB) with random contents."""
 
-    def __init__(self, dut, *, req_idle=0.2, ready_prob=0.8, **kw):
-        self.tb = TB(dut, **kw)
+    def __init__(self, dut, *, req_idle=0.2, ready_prob=0.8, tb=None, **kw):
+        self.tb = tb or TB(dut, **kw)
         self.rng = random.Random(cocotb.RANDOM_SEED)
         self.be = DmaBackend(dut, self.tb.desc, rng=self.rng, req_idle=req_idle,
                              ready_prob=ready_prob)
@@ -33,6 +33,10 @@ class DmaEnv:
         await tb.init()
         if master:
             await tb.dev.set_master()
+        await self.setup_memory()
+
+    async def setup_memory(self):
+        tb = self.tb
         self.low = tb.rc.mem_pool.alloc_region(REGION)
         self.low_base = self.low.get_absolute_address(0)
         self.high = MemoryRegion(REGION)
@@ -78,7 +82,7 @@ class DmaEnv:
 
 
 def random_ops(env, rng, count, *, max_len=3000):
-    ops, expect = [], []
+    ops = []
     for i in range(count):
         n = rng.choice([1, 2, 3, 4, 5, 8, 15, 16, 17, 63, 64, 65, 200, 511, 512, 513, 1024, max_len])
         high = rng.random() < 0.4
@@ -205,7 +209,6 @@ class HeldReads:
     def answer(self, reqs=None, *, mode="random", interleave=True):
         """Send good completions for ``reqs`` (default: all held), split per ``mode``, the
         completions of different tags interleaved at random."""
-        from tb.models.dma_model import split_read
         env = self.env
         reqs = list(self.reqs if reqs is None else reqs)
         mps = 128
@@ -324,3 +327,195 @@ async def dma_host_silent_test(dut):
     await env.wait_all(ops, cycles=40000)
     for op in ops:
         assert op.status == StatusRef.OK and op.data == await env.host_read(op.addr, 61), op
+
+
+def cpl_for(r, **kw):
+    from tb.models.dma_model import completion
+    return completion(r, completer_id=0, **kw)
+
+
+STS_MASTER_PARITY, STS_TARGET_ABORT_RX, STS_MASTER_ABORT_RX, STS_PARITY = 1 << 8, 1 << 12, 1 << 13, 1 << 15
+DEVSTA_ERRS = 0xF
+
+
+async def save_setup(env):
+    """The BAR pair and Command register, to put back after a reset (what a driver restores)."""
+    dev = env.tb.dev
+    bar = 0x10 + 4 * env.tb.mem_bar_index
+    return bar, [await dev.config_read_dword(bar), await dev.config_read_dword(bar + 4)], \
+        await dev.config_read_word(0x04)
+
+
+async def restore_setup(env, saved):
+    bar, words, cmd = saved
+    dev = env.tb.dev
+    await dev.config_write_dword(bar, words[0])
+    await dev.config_write_dword(bar + 4, words[1])
+    await dev.config_write_word(0x04, cmd)
+
+
+async def clear_errors(env):
+    tb = env.tb
+    await tb.dev.config_write_word(Hdr.STATUS, 0xF900)
+    await tb.dev.config_write_word(env.pcie + PcieCap.DEVSTA, DEVSTA_ERRS)
+
+
+
+
+@cocotb.test()
+async def dma_bad_completions_test(dut):
+    """DMA-11, DMA-12, DMA-13: the bridge answers a back-end read with UR, CA, poisoned data, a
+    wrong byte count or too much data, and injects stray completions (unknown tag, another
+    Requester ID): the back-end sees that read end with the matching status and zeros, the
+    config space shows the right error bits (Received Master Abort, Received Target Abort,
+    Master Data Parity Error + Detected Parity Error + Non-Fatal, Fatal for malformed,
+    Correctable for unexpected), and a read after each works."""
+    env = DmaEnv(dut, req_idle=0.0, ready_prob=1.0)
+    await env.init()
+    tb = env.tb
+    cmd = await tb.dev.config_read_word(0x04)
+    await tb.dev.config_write_word(0x04, cmd | 1 << 6)       # Parity Error Response
+    cases = [
+        ("ur", dict(status=1), StatusRef.UR, STS_MASTER_ABORT_RX, 0),
+        ("ca", dict(status=4), StatusRef.CA, STS_TARGET_ABORT_RX, 0),
+        ("poisoned", dict(ep=True, data=True), StatusRef.POISONED,
+         STS_MASTER_PARITY | STS_PARITY, 1 << 1),
+        ("byte_count", dict(data=True, byte_count_delta=4), StatusRef.MALFORMED, 0, 1 << 2),
+        ("too_much", dict(data=True, extra=8), StatusRef.MALFORMED, 0, 1 << 2),
+    ]
+    for name, how, want, sts_bits, devsta_bits in cases:
+        await clear_errors(env)
+        held = HeldReads(env)
+        op = env.be.read(env.low_base + 0x100 + 5, 90)
+        while not held.reqs:
+            await tb.cycles(10)
+        r = held.reqs.pop()
+        kw = {}
+        if how.get("data"):
+            data = await env.host_read(r.start, r.nbytes)
+            kw["data"] = data + bytes(how.get("extra", 0))
+        if "byte_count_delta" in how:
+            kw["byte_count"] = r.nbytes + how["byte_count_delta"]
+        for k in ("status", "ep"):
+            if k in how:
+                kw[k] = how[k]
+        tb.bridge.send_dws(cpl_for(r, **kw))
+        await env.wait_all([op])
+        assert op.status == want and not any(op.data), f"{name}: {op}"
+        sts = await tb.dev.config_read_word(Hdr.STATUS)
+        devsta = await tb.dev.config_read_word(env.pcie + PcieCap.DEVSTA)
+        assert sts & 0xF900 == sts_bits, f"{name}: Status {sts:#06x}, expected {sts_bits:#06x}"
+        assert devsta & DEVSTA_ERRS == devsta_bits, f"{name}: Device Status {devsta:#x}"
+        held.stop()
+        tb.bridge.request_hooks.clear()
+        ok = env.be.read(env.low_base + 0x300, 40)
+        await env.wait_all([ok])
+        assert ok.status == StatusRef.OK and ok.data == await env.host_read(ok.addr, 40)
+    # stray completions: unknown tag, a Requester ID of another function
+    await clear_errors(env)
+    uc0 = tb.error_count("err_unexpected_cpl")
+    from tb.models.dma_model import MemReq
+    me = int(tb.dev.pcie_id)
+    ghost = MemReq(write=False, addr=env.low_base, length_dw=1, fbe=0xF, lbe=0, tag=5,
+                   requester_id=me, attr=0, tc=0, hdr_dw=3, start=env.low_base, nbytes=4)
+    tb.bridge.send_dws(cpl_for(ghost, data=b"\xee" * 4, tag=77))
+    tb.bridge.send_dws(cpl_for(ghost, data=b"\xee" * 4, requester_id=me ^ 0x100))
+    await tb.rx_drained(20)
+    assert tb.error_count("err_unexpected_cpl") - uc0 == 2
+    devsta = await tb.dev.config_read_word(env.pcie + PcieCap.DEVSTA)
+    assert devsta & DEVSTA_ERRS == 1, f"stray: Device Status {devsta:#x}"
+    assert env.be.idle
+    tb.check_clean()
+
+
+@cocotb.test()
+async def dma_flr_in_flight_test(dut):
+    """DMA-19: an FLR while back-end reads wait for their completions: every read ends with
+    RESET and zeros, completions the host sends afterwards for them are discarded as unexpected
+    and reach no one; after the function is set up again new reads work."""
+    env = DmaEnv(dut, req_idle=0.0, ready_prob=1.0)
+    await env.init()
+    tb = env.tb
+    held = HeldReads(env)
+    ops = [env.be.read(env.low_base + 256 * i, 256) for i in range(6)]
+    while len(held.reqs) < 6:
+        await tb.cycles(10)
+    held.stop()
+    saved = await save_setup(env)
+    a = env.pcie + PcieCap.DEVCTL
+    await tb.dev.config_write_word(a, await tb.dev.config_read_word(a) | 1 << 15)
+    await env.wait_all(ops)
+    for op in ops:
+        assert op.status == StatusRef.RESET and not any(op.data), op
+    uc0 = tb.error_count("err_unexpected_cpl")
+    held.answer()
+    await tb.rx_drained(40)
+    assert tb.error_count("err_unexpected_cpl") - uc0 >= 6
+    assert env.be.idle
+    # the function again: BAR, decode, bus mastering (what a driver does after an FLR)
+    await restore_setup(env, saved)
+    ok = [env.be.read(env.low_base + 0x1000 + 7 * i, 77) for i in range(8)]
+    await env.wait_all(ok)
+    for op in ok:
+        assert op.status == StatusRef.OK and op.data == await env.host_read(op.addr, 77), op
+
+
+@cocotb.test()
+async def dma_reset_in_flight_test(dut):
+    """DMA-19: a conventional reset while back-end reads wait for completions: completions the
+    host sends after it for those reads are discarded as unexpected (nothing reaches the
+    back-end) once the function is enumerated again, and new reads work."""
+    env = DmaEnv(dut, req_idle=0.0, ready_prob=1.0)
+    await env.init()
+    tb = env.tb
+    held = HeldReads(env)
+    ops = [env.be.read(env.low_base + 256 * i, 256) for i in range(4)]
+    while len(held.reqs) < 4:
+        await tb.cycles(10)
+    held.stop()
+    saved = await save_setup(env)
+    await tb.reset()
+    env.be.forget()
+    await restore_setup(env, saved)
+    uc0 = tb.error_count("err_unexpected_cpl")
+    held.answer()
+    await tb.rx_drained(60)
+    assert tb.error_count("err_unexpected_cpl") - uc0 >= 4
+    assert not any(op.done for op in ops)
+    assert int(dut.dma_rdata__valid.value) == 0, "data from before the reset offered"
+    ok = [env.be.read(env.low_base + 0x2000 + 5 * i, 33) for i in range(4)]
+    await env.wait_all(ok)
+    for op in ok:
+        assert op.status == StatusRef.OK and op.data == await env.host_read(op.addr, 33), op
+
+
+@cocotb.test()
+async def dma_interrupt_after_data_test(dut):
+    """DMA-15: under tx back-pressure the back-end writes a used ring (several MWrs, posted in
+    order), waits for dma_wdone OK and requests the queue interrupt: the MSI-X write leaves
+    after every MWr of the ring write, and the ring data is in host memory when it arrives."""
+    from tb.env.interrupts import linux_init
+    tbx = TB(dut, backend={}, interrupts=True, tx_stall=0.5)
+    env = DmaEnv(dut, tb=tbx, req_idle=0.0, ready_prob=1.0)
+    await tbx.start()
+    await linux_init(tbx, strategy="msix_per_vq")
+    await tbx.dev.set_master()
+    await env.setup_memory()
+    await env.devctl(mps=0)
+    for rnd in range(5):
+        ring = env.low_base + REGION // 2 + 0x400 * rnd + 2 * rnd
+        data = bytes(env.rng.getrandbits(8) for _ in range(600))
+        w0 = len(tbx.writes)
+        mark = len(tbx.bridge.tx_log)
+        op = env.be.write(ring, data)
+        await env.wait_all([op])
+        assert op.status == StatusRef.OK
+        await tbx.irq(("q", 0))
+        await tbx.wait_writes(w0 + len(split_ref(ring, 600, 128)) + 1)
+        log = tbx.bridge.tx_log[mark:]
+        mwrs = [parse_request(d) for k, d in log if k == "req" and d[0] >> 24 in (0x40, 0x60)]
+        ring_idx = [i for i, r in enumerate(mwrs) if ring <= r.start < ring + 600]
+        msi_idx = [i for i, r in enumerate(mwrs) if not ring <= r.start < ring + 600]
+        assert len(msi_idx) == 1 and ring_idx and msi_idx[0] > max(ring_idx), \
+            f"round {rnd}: MSI-X write at {msi_idx}, ring writes at {ring_idx}"
+        assert await env.host_read(ring, 600) == data
