@@ -7,7 +7,7 @@ PARAMS  ?=
 JOBS    ?= 2
 PYTEST_ARGS ?=
 
-.PHONY: all sim test waves verilog lint conformance stress bench coverage clean distclean venv
+.PHONY: all sim linux test waves verilog lint conformance stress bench coverage clean distclean venv
 
 all: test
 
@@ -26,11 +26,20 @@ SIM_ARGS ?=
 sim: $(STAMP)
 	$(PY) -m sim.bringup $(PARAMS) $(SIM_ARGS)
 
+## make linux [PARAMS=file.json]: the unmodified Linux virtio_pci driver (User-Mode Linux 6.1 from
+## Debian's linux-source-6.1, built once into /var/cache/virtio-pci-fe) drives the RTL through
+## the vhost-user bridge (tb/linux/): prints what Linux saw, the TLP transcript, a waveform
+## (make waves) and the figures, then runs the Linux scenario tests (tb/linux/test_linux.py).
+## Installs linux-source-6.1 and the kernel build tools with apt-get the first time (root or sudo).
+linux: $(STAMP)
+	$(PY) -m sim.linux $(PARAMS)
+	VPCI_LINUX=1 $(PY) -m pytest -n 1 tb/linux $(PYTEST_ARGS)
+
 ## make test: the whole regression (unit tests on Amaranth's simulator + cocotb/Verilator)
 test: $(STAMP)
 	$(PY) -m pytest -n $(JOBS) $(PYTEST_ARGS)
 
-## make waves: open the waveform of the last `make sim` (or name it when there is no display)
+## make waves: open the waveform of the last `make sim` or `make linux` (or name it when there is no display)
 waves: $(STAMP)
 	$(PY) -m sim.waves
 

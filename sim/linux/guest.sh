@@ -78,10 +78,17 @@ reset)
     report flr
     bind; report reprobed
     ;;
-config)
-    # the bridge changes the device configuration (link down) shortly after DRIVER_OK; wait for
-    # Linux to notice it through the interrupt (up to about 20 s)
+up)
+    # virtnet_open posts receive buffers and kicks: doorbells through the notify structure
     for n in /sys/class/net/eth*; do ip link set ${n##*/} up; done
+    report up
+    ;;
+config)
+    # the bridge changes the device configuration (link down) 2 s after the first doorbell;
+    # wait for Linux to notice it through the interrupt (up to about 20 s)
+    for n in /sys/class/net/eth*; do
+        ip link set ${n##*/} up; read c < $n/carrier; say up.carrier_first $c
+    done
     report up
     c=1
     for i in $(seq 1 200); do

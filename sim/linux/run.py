@@ -158,6 +158,9 @@ def boot(params=None, scenario="probe", *, outdir=None, waves=False, limit_s=300
     with open(console_path, errors="replace") as f:
         run.console = f.read()
     run.facts = _parse(run.console)
+    if "um virt-pci delay" in run.console and not run.failure:
+        run.failure = ("UML's PCI transport gave up waiting for an answer (its poll limit, "
+                       "sim/linux/kernel.py POLL_LIMIT): a read was answered late or never")
     bj = os.path.join(outdir, "bridge.json")
     if os.path.exists(bj):
         with open(bj) as f:

@@ -7,7 +7,8 @@ the socket.  Environment:
 * ``VPCI_LINUX_OUT``: directory for ``transcript.txt`` (every TLP) and ``bridge.json`` (the
   bridge's counters, errors and the wall time of DRIVER_OK);
 * ``VPCI_LINUX_LIMIT_S``: wall-clock limit of the whole run;
-* ``VPCI_LINUX_CONFIG_CHANGE``: seconds after the first DRIVER_OK at which the back-end changes
+* ``VPCI_LINUX_CONFIG_CHANGE``: seconds after the first doorbell (the guest set the interface
+  up, which posts receive buffers and kicks) at which the back-end changes
   the device configuration (the virtio-net link status goes down): a config-change interrupt
   that Linux must see (MSI-X vector or INTx + ISR).
 
@@ -44,7 +45,8 @@ async def _count_flr(dut, out):
 
 
 async def _config_change(be, out, delay_s):
-    while "driver_ok_wall_s" not in out:
+    # after the first doorbell: the guest has brought the interface up (rx buffers kicked)
+    while not be.doorbells:
         await Timer(1000 * CLK_NS, unit="ns")
     t = time.time()
     while time.time() - t < delay_s:
@@ -89,7 +91,8 @@ async def linux_cosim_test(dut):
     info.update(end=how, errors=bridge.errors, stats=bridge.stats,
                 sim_end_wall_s=time.time(), sim_ns=cocotb.utils.get_sim_time("ns"),
                 device_status=int(dut.device_status.value),
-                resets=len(be.resets), qevents=len(be.qevents), doorbells=len(be.doorbells))
+                resets=len(be.resets), qevents=len(be.qevents), doorbells=len(be.doorbells),
+                doorbell_queues=sorted({d.queue for d in be.doorbells}))
     with open(os.path.join(outdir, "bridge.json"), "w") as f:
         json.dump(info, f, indent=1)
     assert how in ("closed", "stopped"), f"wall-clock limit of {limit} s reached before Linux powered off"
