@@ -66,20 +66,32 @@ KERNEL_CONFIG = {
 
 POLL_PATTERN = re.compile(r"(#define\s+UM_VIRT_PCI_MAXDELAY\s+)(\d+)")
 
-# UML 6.1 saves a process's FP state with PTRACE_GETREGSET/SETREGSET(NT_X86_XSTATE) into a buffer
-# of a fixed size (FP_SIZE); on a host whose XSAVE area is larger (AVX-512, AMX) the host kernel
-# refuses the short SETREGSET (EFAULT: "ptrace set fp regs failed, errno = 14") and the first
-# user process dies.  Use XSTATE only when the host's XSAVE size (CPUID 0xD.0 EBX) fits; else
-# UML falls back to PTRACE_GETFPREGS (x87/SSE state), and the guest's glibc is told not to use
-# AVX (GLIBC_TUNABLES in the init script).
-XSTATE_FILE = "arch/x86/um/os-Linux/registers.c"
-XSTATE_OLD = ("\tif (ptrace(PTRACE_GETREGSET, pid, NT_X86_XSTATE, &iov) == 0)\n"
-              "\t\thave_xstate_support = 1;\n")
-XSTATE_NEW = ("\t{ unsigned int a, b = ~0u, c, d;  /* host XSAVE area size must fit FP_SIZE */\n"
-              "\t__cpuid_count(0xd, 0, a, b, c, d);\n"
-              "\tif (b <= iov.iov_len && ptrace(PTRACE_GETREGSET, pid, NT_X86_XSTATE, &iov) == 0)\n"
-              "\t\thave_xstate_support = 1; }\n")
-XSTATE_INCLUDE = ("#include <errno.h>\n", "#include <errno.h>\n#include <cpuid.h>\n")
+# Scripted edits of UML's own code (never of virtio_pci), each: (file, why, old text, new text).
+# * The host's XSAVE area: UML 6.1 saves a process's FP state with PTRACE_{GET,SET}REGSET
+#   (NT_X86_XSTATE) into a buffer of fixed size (FP_SIZE); on a host whose XSAVE area is larger
+#   (AVX-512, AMX) the host kernel refuses the short SETREGSET ("ptrace set fp regs failed,
+#   errno = 14") and the first user process dies.  Use XSTATE only when the host's XSAVE size
+#   (CPUID 0xD.0 EBX) fits; else UML falls back to PTRACE_GETFPREGS (x87/SSE state) and the
+#   guest's glibc is kept off AVX (GLIBC_TUNABLES in sim/linux/guest.sh).
+# * INTx: virt-pci.c gives each device an IRQ number for its INTx pins (irq_alloc_desc) but no
+#   irq_chip, so request_irq() on it fails with -ENOSYS (kernel/irq/manage.c: no_irq_chip) and
+#   virtio_pci cannot use INTx when MSI-X is refused.  Give it the dummy chip with the simple
+#   flow handler: UML's INT event (generic_handle_irq) then runs the driver's handler.
+EDITS = [
+    ("arch/x86/um/os-Linux/registers.c", "XSTATE only when the host's XSAVE area fits",
+     "#include <errno.h>\n", "#include <errno.h>\n#include <cpuid.h>\n"),
+    ("arch/x86/um/os-Linux/registers.c", "XSTATE only when the host's XSAVE area fits",
+     "\tif (ptrace(PTRACE_GETREGSET, pid, NT_X86_XSTATE, &iov) == 0)\n"
+     "\t\thave_xstate_support = 1;\n",
+     "\t{ unsigned int a, b = ~0u, c, d;  /* host XSAVE area size must fit FP_SIZE */\n"
+     "\t__cpuid_count(0xd, 0, a, b, c, d);\n"
+     "\tif (b <= iov.iov_len && ptrace(PTRACE_GETREGSET, pid, NT_X86_XSTATE, &iov) == 0)\n"
+     "\t\thave_xstate_support = 1; }\n"),
+    ("arch/um/drivers/virt-pci.c", "an irq_chip for the INTx IRQ",
+     "\t\terr = dev->irq;\n\t\tgoto err_reset;\n\t}\n",
+     "\t\terr = dev->irq;\n\t\tgoto err_reset;\n\t}\n"
+     "\tirq_set_chip_and_handler(dev->irq, &dummy_irq_chip, handle_simple_irq);\n"),
+]
 
 
 def _run(cmd, **kw):
@@ -100,7 +112,7 @@ def config_hash():
     h = hashlib.sha256()
     h.update(repr(sorted(KERNEL_CONFIG.items())).encode())
     h.update(f"poll={POLL_LIMIT}".encode())
-    h.update((XSTATE_OLD + XSTATE_NEW).encode())
+    h.update(repr(EDITS).encode())
     return h.hexdigest()[:12]
 
 
@@ -137,17 +149,18 @@ def _patch_poll_limit(src):
             f.write(new)
 
 
-def _patch_xstate(src):
-    path = os.path.join(src, XSTATE_FILE)
-    with open(path) as f:
-        text = f.read()
-    if XSTATE_NEW in text:
-        return
-    if text.count(XSTATE_OLD) != 1 or text.count(XSTATE_INCLUDE[0]) != 1:
-        raise RuntimeError(f"{path}: the XSTATE probe is not the one this script knows")
-    text = text.replace(XSTATE_OLD, XSTATE_NEW).replace(*XSTATE_INCLUDE)
-    with open(path, "w") as f:
-        f.write(text)
+def _apply_edits(src):
+    """Apply EDITS; an edit already applied is left alone, one whose text is missing fails."""
+    for name, why, old, new in EDITS:
+        path = os.path.join(src, name)
+        with open(path) as f:
+            text = f.read()
+        if new in text:
+            continue
+        if text.count(old) != 1:
+            raise RuntimeError(f"{path}: cannot apply '{why}': the text to replace is not there once")
+        with open(path, "w") as f:
+            f.write(text.replace(old, new))
 
 
 def _configure(src):
@@ -198,7 +211,7 @@ def ensure_kernel(jobs=2):
         _run(["tar", "-xf", tarball, "-C", tmp, "--strip-components=1"])
         os.rename(tmp, src)
     _patch_poll_limit(src)
-    _patch_xstate(src)
+    _apply_edits(src)
     _configure(src)
     _run(["nice", "-n", "10", "make", "ARCH=um", f"-j{jobs}", "linux"], cwd=src,
          stdout=subprocess.DEVNULL)
