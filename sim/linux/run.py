@@ -84,10 +84,13 @@ def _kill(proc):
 
 
 def boot(params=None, scenario="probe", *, outdir=None, waves=False, limit_s=300,
-         cmdline=(), config_change_s=None, stop_when=None, log=print):
+         cmdline=(), config_change_s=None, stop_when=None, drop_answer=None, log=print):
     """Run one scenario; returns a ``LinuxRun``.  ``cmdline``: extra kernel parameters
     (e.g. ``pci=nomsi``).  ``stop_when``: a console substring after which the run is ended on
-    purpose (the virtio-blk probe blocks on its first request without a ring back-end)."""
+    purpose (the virtio-blk probe blocks on its first request without a ring back-end).
+    ``drop_answer``: the bridge never answers that non-posted request (1 = the first), to show
+    that a missing answer fails the run instead of hanging it.  Kernel messages reach the
+    console from the start (``earlyprintk``), also when a probe blocks the boot."""
     params = params or VirtioPciParams()
     kernel = ensure_kernel()
     t_build = time.monotonic()
@@ -100,6 +103,8 @@ def boot(params=None, scenario="probe", *, outdir=None, waves=False, limit_s=300
     sock = os.path.join(tmp, "vhost.sock")
     env = {"VPCI_LINUX_SOCKET": sock, "VPCI_LINUX_OUT": outdir,
            "VPCI_LINUX_LIMIT_S": str(limit_s), "VPCI_LINUX_STOP": os.path.join(tmp, "stop")}
+    if drop_answer is not None:
+        env["VPCI_LINUX_DROP_ANSWER"] = str(drop_answer)
     if config_change_s is not None:
         env["VPCI_LINUX_CONFIG_CHANGE"] = str(config_change_s)
     run = LinuxRun(outdir=outdir)
@@ -124,7 +129,7 @@ def boot(params=None, scenario="probe", *, outdir=None, waves=False, limit_s=300
             run.uml_start = time.time()
             uml = subprocess.Popen(
                 [kernel, "mem=128M", "root=/dev/root", "rootfstype=hostfs", "rootflags=/", "ro",
-                 f"init={GUEST}", "con=null", "con0=null,fd:1",
+                 f"init={GUEST}", "con=null", "con0=null,fd:1", "earlyprintk",
                  f"virtio_uml.device={sock}:{PCI_DEVICE_ID}", f"VPCI_SCENARIO={scenario}",
                  *cmdline],
                 cwd=tmp, stdin=subprocess.DEVNULL, stdout=console, stderr=subprocess.STDOUT,

@@ -135,6 +135,7 @@ class PcidevBridge:
         self.stats = {"np": 0, "np_wall_s": 0.0, "posted": 0, "msi": 0, "int": 0,
                       "dma_read_bytes": 0, "dma_write_bytes": 0, "tlps_rx": 0, "tlps_tx": 0}
         self.activity = Event()
+        self.drop_answer = None             # fault injection: never answer this non-posted request
         self.t0 = time.monotonic()
 
     # -- transcript ------------------------------------------------------------------------------
@@ -288,8 +289,8 @@ class PcidevBridge:
                 n = min(4, size - k)
                 v = await self.cfg_read(addr + k, n)
                 value += (v if v is not None else (1 << 8 * n) - 1).to_bytes(n, "little")
-            self._np_done(t)
-            vq.push(head, vq.write_in(ins, bytes(value)))
+            if self._np_done(t):
+                vq.push(head, vq.write_in(ins, bytes(value)))
         elif op == Op.CFG_WRITE and len(data) >= size:
             vq.push(head, 0)
             for k in range(0, size, 4):
@@ -302,8 +303,8 @@ class PcidevBridge:
             self.mmio_write(bar, addr, bytes(data[:1]) * size)
         elif op == Op.MMIO_READ:
             value = await self.mmio_read(bar, addr, size)
-            self._np_done(t)
-            vq.push(head, vq.write_in(ins, value))
+            if self._np_done(t):
+                vq.push(head, vq.write_in(ins, value))
         elif op == Op.MMIO_WRITE:
             vq.push(head, 0)
             self.mmio_write(bar, addr, data[:size])
@@ -314,6 +315,13 @@ class PcidevBridge:
     def _np_done(self, t):
         self.stats["np"] += 1
         self.stats["np_wall_s"] += time.monotonic() - t
+        if self.stats["np"] == self.drop_answer:
+            self.stats["dropped"] = self.stats.get("dropped", 0) + 1
+            if self.transcript is not None:
+                self.transcript.write(f"answer to non-posted request {self.drop_answer} dropped "
+                                      "on purpose (fault injection)\n")
+            return False
+        return True
 
     # -- TLPs from the RTL -----------------------------------------------------------------------
     def _from_rtl(self, dws):

@@ -7,6 +7,7 @@ the socket.  Environment:
 * ``VPCI_LINUX_OUT``: directory for ``transcript.txt`` (every TLP) and ``bridge.json`` (the
   bridge's counters, errors and the wall time of DRIVER_OK);
 * ``VPCI_LINUX_LIMIT_S``: wall-clock limit of the whole run;
+* ``VPCI_LINUX_DROP_ANSWER``: never answer that non-posted request (fault injection);
 * ``VPCI_LINUX_CONFIG_CHANGE``: seconds after the first doorbell (the guest set the interface
   up, which posts receive buffers and kicks) at which the back-end changes
   the device configuration (the virtio-net link status goes down): a config-change interrupt
@@ -77,6 +78,8 @@ async def linux_cosim_test(dut):
     server = VhostUserServer(os.environ["VPCI_LINUX_SOCKET"])
     transcript = open(os.path.join(outdir, "transcript.txt"), "w")
     bridge = PcidevBridge(dut, desc.raw, server, transcript)
+    if os.environ.get("VPCI_LINUX_DROP_ANSWER"):
+        bridge.drop_answer = int(os.environ["VPCI_LINUX_DROP_ANSWER"])
     info = {"sim_start_wall_s": time.time()}
     cocotb.start_soon(_watch_driver_ok(dut, info, time.time()))
     if "flr" in desc.ports:

@@ -164,3 +164,13 @@ def test_virtio_blk_probe(request, name, params, queues):
     assert re.search(rf"virtio_blk {m.group(1)}: {queues}/0/0 default/read/poll queues",
                      run.console), run.console[-3000:]
     assert run.bridge["driver_ok_count"] >= 1 and run.bridge["device_status"] & 0x0F == 0x0F
+
+
+def test_missing_answer_fails_the_run(request):
+    """A read the RTL side never answers is a clear failure, not a hang: the bridge drops its
+    answer to one of Linux's config reads, UML's transport gives up after its poll limit
+    ("um virt-pci delay"), and the run reports that, within its wall-clock limit."""
+    run = boot(NET, "probe", outdir=_outdir(request), limit_s=LIMIT_S, drop_answer=40)
+    assert run.bridge["stats"].get("dropped") == 1
+    assert "poll limit" in run.failure, run.failure
+    assert "um virt-pci delay" in run.console
