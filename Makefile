@@ -56,7 +56,7 @@ conformance: $(STAMP)
 	$(PY) -m tb.conformance
 
 ## make stress [COUNT=n] [SEED=s] [STRESS_ARGS=--params file.json]: randomised TLP traffic with
-## a reference-model scoreboard (tb/stress.py); prints its seed, a failure reproduces from it.
+## a reference-model scoreboard (tb/scenarios/stress.py); prints its seed, a failure reproduces from it.
 ## The default 1,000,000 TLPs take about 2 minutes on an idle machine (about 8,500 TLPs per
 ## wall-clock second), about 4 minutes on a loaded one (4,000 TLPs per second).
 COUNT ?= 1000000

@@ -29,7 +29,7 @@ def main(argv=None):
     env = {"VPCI_BRINGUP_OUT": report}
     if args.driver:
         env["VPCI_BRINGUP_DRIVER"] = args.driver
-    run_cocotb("tb.cocotb.bringup_test", params, waves=True, test_dir=run_dir, extra_env=env)
+    run_cocotb("tb.integration.cocotb.bringup_test", params, waves=True, test_dir=run_dir, extra_env=env)
     vcd = os.path.join(WAVES_DIR, "waves.vcd")
     sanitize_vcd(os.path.join(run_dir, "dump.vcd"), vcd)
     gtkw = write_gtkw(vcd, os.path.join(WAVES_DIR, "waves.gtkw"), width=params.data_width)

@@ -52,7 +52,7 @@ def _key(params, waves, coverage):
 def verilate(vpath, toplevel, sim_dir, *, waves=False, coverage=False, log_file=None):
     """Compile the Verilog Amaranth emitted (``vpath``) with Verilator the way every test build is
     compiled: constant ``always @*`` fixed, ``--assert`` (simulation assertions stop the run).
-    Also used by tb/test_verilator_assertions.py, which shows that those assertions fire."""
+    Also used by tb/integration/test_verilator_assertions.py, which shows that those assertions fire."""
     from cocotb_tools.runner import get_runner
 
     with open(vpath) as f:

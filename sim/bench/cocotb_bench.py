@@ -4,7 +4,7 @@ Run through ``sim.bench.cycles.run_verilator`` (``sim.run.run_cocotb``): ``VPCI_
 build, ``VPCI_BENCH`` is the JSON of what to run (see ``scenarios.DEFAULT_CFG``) plus ``out``, the
 file the results are written to.  One coroutine does everything once per clock edge: it reads the
 few ports it needs right after ``RisingEdge`` (the values the edge sampled) and writes the inputs,
-which take effect after the edge (tb/rc_bridge.py relies on the same ordering).
+which take effect after the edge (tb/host/rc_bridge.py relies on the same ordering).
 """
 import json
 import os

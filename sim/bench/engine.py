@@ -25,7 +25,7 @@ doorbell queue and value): a lost, duplicated or reordered answer raises ``Bench
 import random
 from collections import deque
 
-from tb.tlp_convert import beats_to_dws, dws_to_beats, pack_beat, unpack_beat
+from tb.tlp.convert import beats_to_dws, dws_to_beats, pack_beat, unpack_beat
 
 __all__ = ["Engine", "BenchError", "SINK_MODES"]
 

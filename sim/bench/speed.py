@@ -18,7 +18,7 @@ from sim.toolchain import setup_verilator
 
 from .cycles import BENCH_DIR, run_verilator
 from .stimulus import Stimulus
-from tb.tlp_convert import dws_to_beats, pack_beat
+from tb.tlp.convert import dws_to_beats, pack_beat
 
 __all__ = ["cocotb_speed", "cpp_speed", "write_stimulus"]
 

@@ -1,4 +1,4 @@
-"""The TLPs of the benchmark, as DW lists (tb.tlp_convert convention), for one parameter set.
+"""The TLPs of the benchmark, as DW lists (tb.tlp.convert convention), for one parameter set.
 
 Requests are encoded by cocotbext-pcie through the unit-test builders (``tb.unit.helpers``), so
 the bench drives exactly what the tests drive.  Everything here is plain data: the cycle engine
@@ -16,8 +16,8 @@ the bench drives exactly what the tests drive.  Everything here is plain data: t
 from virtio_pci.config.capabilities import CapId, build_config_image
 from virtio_pci.params import Feature
 
-from tb.unit.helpers import cfg_req, mem_req
-from tb.virtio_driver import COMMON
+from tb.tlp.requests import cfg_req, mem_req
+from tb.host.virtio_driver import COMMON
 
 __all__ = ["Stimulus", "BAR", "BUS", "DEV", "MSIX_ADDR", "MSIX_DATA"]
 

@@ -1,5 +1,5 @@
-"""Shared helpers of the unit tests: a bench around one component, stream drivers and monitors,
-request TLP builders.
+"""Shared helpers of the unit tests: a bench around one component, stream drivers and monitors.
+Requests are built by ``tb.tlp.requests`` (the testbench's one request builder).
 
 Timing convention of every helper: values are *sampled at the clock edge* with
 ``ctx.tick().sample(...)`` (the value just before the edge), and every record carries the number of
@@ -15,13 +15,9 @@ import re
 
 from amaranth.hdl import Module, Signal
 from amaranth.sim import Simulator
-from cocotbext.pcie.core.tlp import Tlp, TlpType
-from cocotbext.pcie.core.utils import PcieId
+from tb.tlp.convert import dws_to_beats
 
-from tb.tlp_convert import tlp_to_dws, dws_to_beats
-
-__all__ = ["Bench", "drive", "StreamMonitor", "Sampler", "beats_of", "mem_req", "cfg_req", "io_req",
-           "msg_req", "cpl_tlp", "atomic_req", "payload_bits", "seeded"]
+__all__ = ["Bench", "drive", "StreamMonitor", "Sampler", "beats_of", "payload_bits", "seeded"]
 
 CLOCK_PERIOD = 1e-8
 
@@ -92,8 +88,10 @@ async def drive(ctx, stream, payloads, cycle, *, rng=None, idle=0.0, accepted=No
 
 
 def payload_bits(value):
-    """Integer of a sampled payload (``data.Const`` or plain int)."""
-    return value.as_bits() if hasattr(value, "as_bits") else int(value)
+    """Integer of a sampled payload (``data.Const``, an enum member or plain int)."""
+    if hasattr(value, "as_bits"):
+        return value.as_bits()
+    return int(getattr(value, "value", value))
 
 
 class StreamMonitor:
@@ -152,117 +150,9 @@ class Sampler:
 
 
 def beats_of(dws, width):
-    """Beat payloads (dicts for ``ctx.set``) of one TLP given as DWs (tb.tlp_convert convention)."""
+    """Beat payloads (dicts for ``ctx.set``) of one TLP given as DWs (tb.tlp.convert convention)."""
     return [{"data": d, "keep": k, "first": int(f), "last": int(l)}
             for d, k, f, l in dws_to_beats(dws, width)]
-
-
-# ---- request TLPs, encoded by cocotbext-pcie (independent of the RTL's own layouts) ----------------
-
-REQUESTER = PcieId(0, 0, 0)
-
-
-def _common(t, tag, rid, tc, attr, ep):
-    t.tag = tag
-    t.requester_id = PcieId.from_int(rid)
-    t.tc = tc
-    t.attr = attr
-    t.ep = ep
-
-
-def _finish(t, td):
-    dws = tlp_to_dws(t)
-    if td:
-        dws[0] |= 1 << 15
-        dws.append(0xD16E57ED)       # the digest: its value is never checked by the endpoint
-    return dws
-
-
-def mem_req(addr, length=1, *, write=False, fbe=0xF, lbe=None, data=None, tag=0, rid=0x0008,
-            tc=0, attr=0, td=False, ep=False, force64=False, locked=False):
-    """MRd/MWr (or MRdLk) as DWs; 64-bit format when ``addr`` is above 4 GiB or ``force64``.
-    ``length`` in DWs; ``data`` a list of payload DWs (default: a pattern)."""
-    t = Tlp()
-    is64 = force64 or addr >= 1 << 32
-    if locked:
-        t.fmt_type = TlpType.MEM_READ_LOCKED_64 if is64 else TlpType.MEM_READ_LOCKED
-    elif write:
-        t.fmt_type = TlpType.MEM_WRITE_64 if is64 else TlpType.MEM_WRITE
-    else:
-        t.fmt_type = TlpType.MEM_READ_64 if is64 else TlpType.MEM_READ
-    _common(t, tag, rid, tc, attr, ep)
-    t.address = addr & ~3
-    t.first_be = fbe
-    t.last_be = (0 if length == 1 else 0xF) if lbe is None else lbe
-    if write:
-        if data is None:
-            data = [(0x1000_0001 * (i + 1) + addr) & 0xFFFF_FFFF for i in range(length)]
-        t.data = b"".join(d.to_bytes(4, "little") for d in data)
-    t.length = length & 0x3FF
-    return _finish(t, td)
-
-
-def cfg_req(reg, *, write=False, data=0, fbe=0xF, bus=1, dev=0, fn=0, type1=False, tag=0,
-            rid=0x0000, tc=0, td=False, ep=False):
-    """CfgRd0/CfgWr0 (or type 1) of DW register ``reg`` (0..1023)."""
-    t = Tlp()
-    t.fmt_type = {(False, False): TlpType.CFG_READ_0, (True, False): TlpType.CFG_WRITE_0,
-                  (False, True): TlpType.CFG_READ_1, (True, True): TlpType.CFG_WRITE_1}[write, type1]
-    _common(t, tag, rid, tc, 0, ep)
-    t.dest_id = PcieId(bus, dev, fn)
-    t.address = reg * 4
-    t.first_be = fbe
-    t.last_be = 0
-    t.length = 1
-    if write:
-        t.data = data.to_bytes(4, "little")
-    return _finish(t, td)
-
-
-def io_req(addr, *, write=False, data=0, fbe=0xF, tag=0, rid=0x0008, td=False):
-    t = Tlp()
-    t.fmt_type = TlpType.IO_WRITE if write else TlpType.IO_READ
-    _common(t, tag, rid, 0, 0, False)
-    t.address = addr & ~3
-    t.first_be = fbe
-    t.length = 1
-    if write:
-        t.data = data.to_bytes(4, "little")
-    return _finish(t, td)
-
-
-def atomic_req(kind, addr, length, *, tag=0, rid=0x0008):
-    t = Tlp()
-    t.fmt_type = kind
-    _common(t, tag, rid, 0, 0, False)
-    t.address = addr
-    t.first_be = 0xF
-    t.last_be = 0xF if length > 1 else 0
-    t.data = bytes(4 * length)
-    t.length = length
-    return _finish(t, False)
-
-
-def msg_req(code, *, routing=0b100, data=None, tag=0, rid=0x0008):
-    """Msg/MsgD (4-DW header; cocotbext-pcie cannot pack messages, so encoded here from PCIe
-    Base 2.2.8: Fmt 001/011, Type 10rrr, DW1 = requester ID, tag, message code)."""
-    fmt = 0b011 if data else 0b001
-    dw0 = (fmt << 29) | ((0b10000 | routing) << 24) | (len(data) if data else 0)
-    return [dw0, (rid << 16) | (tag << 8) | code, 0, 0] + list(data or [])
-
-
-def cpl_tlp(*, data=None, tag=0, rid=0x0008, cid=0x0100, byte_count=4, status=0):
-    t = Tlp()
-    t.fmt_type = TlpType.CPL_DATA if data else TlpType.CPL
-    t.requester_id = PcieId.from_int(rid)
-    t.completer_id = PcieId.from_int(cid)
-    t.tag = tag
-    t.status = status
-    t.byte_count = byte_count
-    if data:
-        t.data = b"".join(d.to_bytes(4, "little") for d in data)
-        t.length = len(data)
-    return tlp_to_dws(t)
 
 
 def seeded(*key):

@@ -1,11 +1,11 @@
-"""The traceability tool (tb/conformance.py): requirement parsing, citation rules, the committed
+"""The traceability tool (tb/conformance/citations.py): requirement parsing, citation rules, the committed
 copy of the requirement list."""
 import io
 import textwrap
 
 import pytest
 
-from tb import conformance as c
+from tb.conformance import citations as c
 
 
 def test_committed_copy_matches_spec():
@@ -14,7 +14,7 @@ def test_committed_copy_matches_spec():
         pytest.skip("the shared spec is not beside the repository")
     want = c.parse_spec(spec)
     got = c.read_requirements(c.REQ_COPY)
-    assert list(got) == list(want), "tb/requirements.txt is stale: python -m tb.conformance --write-requirements"
+    assert list(got) == list(want), "tb/conformance/requirements.txt is stale: python -m tb.conformance --write-requirements"
     for rid, (section, level, _) in want.items():
         assert got[rid][:2] == (section, level), rid
 

@@ -1,7 +1,7 @@
 """Depacketizer alone: rx beats in, DW operations out (tlp/depacketizer.py).
 
 Every TLP is encoded by cocotbext-pcie (tb/unit/helpers.py) or by hand from the PCIe header
-layout, and every expectation comes from the independent reference in tb/unit/pcie_rules.py.
+layout, and every expectation comes from the independent reference in tb/models/pcie_rules.py.
 """
 import pytest
 
@@ -11,9 +11,10 @@ from virtio_pci.params import VirtioPciParams
 from virtio_pci.tlp.depacketizer import Depacketizer
 from virtio_pci.tlp.layouts import Space
 
-from .helpers import (Bench, drive, StreamMonitor, Sampler, beats_of, mem_req, cfg_req, io_req,
-                      msg_req, cpl_tlp, atomic_req, seeded)
-from .pcie_rules import Env, ref_ops
+from tb.tlp.requests import atomic_req, cfg_req, cpl_tlp, io_req, mem_req, msg_req
+
+from .helpers import Bench, drive, StreamMonitor, Sampler, beats_of, seeded
+from tb.models.pcie_rules import Env, ref_ops
 
 WIDTHS = [64, 128, 256]
 ERRS = ("malformed", "ur", "poisoned", "unexpected_cpl", "msg")

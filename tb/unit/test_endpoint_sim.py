@@ -1,6 +1,6 @@
 """A few end-to-end checks of the whole VirtioPciEndpoint on Amaranth's simulator (top.py).
 
-Requests are encoded by cocotbext-pcie and completions decoded by it (tb/tlp_convert.py), so the
+Requests are encoded by cocotbext-pcie and completions decoded by it (tb/tlp/convert.py), so the
 header layouts of the RTL are checked against an independent implementation.  The thorough
 register-level checks are the cocotb integration tests; these are the latency and throughput
 figures of DESIGN.md section 8 and the basic routes through the pipeline.
@@ -13,9 +13,11 @@ from virtio_pci.params import VirtioPciParams
 from virtio_pci.top import VirtioPciEndpoint
 from virtio_pci.config.capabilities import build_config_image, CapId
 
-from tb.tlp_convert import dws_to_tlp, beats_to_dws
-from .helpers import Bench, drive, StreamMonitor, beats_of, cfg_req, mem_req, seeded
-from .pcie_rules import split_read
+from tb.tlp.convert import dws_to_tlp, beats_to_dws
+from tb.tlp.requests import cfg_req, mem_req
+
+from .helpers import Bench, drive, StreamMonitor, beats_of, seeded
+from tb.models.pcie_rules import split_read
 
 BUS, DEV = 0x3C, 0x05
 CID = (BUS << 8) | (DEV << 3)

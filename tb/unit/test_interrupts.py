@@ -30,18 +30,11 @@ from virtio_pci.top import VirtioPciEndpoint
 from virtio_pci.virtio.common_cfg import NO_VECTOR
 from virtio_pci.virtio.isr import Isr
 
-from tb.tlp_convert import beats_to_dws, dws_to_tlp
+from tb.tlp.convert import beats_to_dws, dws_to_tlp
 
-from .helpers import (
-    Bench,
-    Sampler,
-    StreamMonitor,
-    beats_of,
-    cfg_req,
-    drive,
-    mem_req,
-    seeded,
-)
+from tb.tlp.requests import cfg_req, mem_req
+
+from .helpers import Bench, Sampler, StreamMonitor, beats_of, drive, seeded
 
 RID = 0x3C28                  # requester ID the function captured (bus 0x3C, device 5)
 MSG_LOCAL = 0x34              # Fmt 001 (4-DW, no data), Type 10100 (local)

@@ -1,13 +1,15 @@
 """The legacy header of a transitional device (virtio/legacy.py) end to end on Amaranth's
 simulator: I/O requests in, completions out, the doorbell and queue-event streams, and the queue
 table the back-end reads.  The register-level tests with the Linux-like legacy driver are the
-cocotb ones (tb/cocotb/legacy_*_test.py); these pin the routes and the cycle counts.
+cocotb ones (tb/integration/cocotb/legacy_*_test.py); these pin the routes and the cycle counts.
 """
 from cocotbext.pcie.core.tlp import TlpType, CplStatus
 
 from virtio_pci.params import Feature, VirtioPciParams
 
-from .helpers import StreamMonitor, cfg_req, io_req, mem_req
+from tb.tlp.requests import cfg_req, io_req, mem_req
+
+from .helpers import StreamMonitor
 from .test_endpoint_sim import BUS, DEV, Endpoint, run
 
 IO = 0xC000

@@ -4,7 +4,7 @@ import pytest
 from virtio_pci.tlp.packer import BeatPacker, MessagePacker
 
 from .helpers import Bench, drive, StreamMonitor, seeded
-from tb.tlp_convert import dws_to_beats
+from tb.tlp.convert import dws_to_beats
 
 WIDTHS = [64, 128, 256]
 

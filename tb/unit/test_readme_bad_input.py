@@ -1,5 +1,5 @@
 """The README's bad-input inventory (section "Bad input", issue 5) cannot rot: every row names at
-least one test, every named test exists (a cocotb test in a ``tb/cocotb`` module that a pytest
+least one test, every named test exists (a cocotb test in a ``tb/integration/cocotb`` module that a pytest
 entry of ``make test`` runs, or a pytest test function), and every requirement ID it cites is in
 the requirement list."""
 import ast
@@ -8,7 +8,7 @@ import re
 
 import pytest
 
-from tb import conformance
+from tb.conformance import citations as conformance
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TB = os.path.join(ROOT, "tb")
@@ -54,17 +54,18 @@ def defined_tests(path):
 
 
 def cocotb_modules_run():
-    """Stems of the ``tb/cocotb`` modules that the pytest entries (tb/test_*.py) run: each names
-    its modules as a string, either whole (``tb.cocotb.x_test``) or as ``x`` in a module list."""
+    """Stems of the ``tb/integration/cocotb`` modules that the pytest entries (tb/integration/test_*.py) run: each names
+    its modules as a string, either whole (``tb.integration.cocotb.x_test``) or as ``x`` in a module list."""
     names = set()
-    for f in sorted(os.listdir(TB)):
+    entries = os.path.join(TB, "integration")
+    for f in sorted(os.listdir(entries)):
         if f.startswith("test_") and f.endswith(".py"):
-            with open(os.path.join(TB, f)) as fh:
+            with open(os.path.join(entries, f)) as fh:
                 tree = ast.parse(fh.read())
             for node in ast.walk(tree):
                 if isinstance(node, ast.Constant) and isinstance(node.value, str):
                     v = node.value
-                    names.add(v.removeprefix("tb.cocotb.").removesuffix("_test"))
+                    names.add(v.removeprefix("tb.integration.cocotb.").removesuffix("_test"))
     return names
 
 
@@ -93,12 +94,12 @@ def check_section(text):
             if path not in cache:
                 cache[path] = defined_tests(path)
             tests = cache[path]
-            if rel.startswith("cocotb/"):
+            if rel.startswith("integration/cocotb/"):
                 if not tests.get(name):
                     problems.append(f"{what}: tb/{rel} has no cocotb test {name}")
                 stem = os.path.basename(rel)[:-3].removesuffix("_test")
                 if stem not in run:
-                    problems.append(f"{what}: no pytest entry in tb/test_*.py runs tb/{rel}")
+                    problems.append(f"{what}: no pytest entry in tb/integration/test_*.py runs tb/{rel}")
             elif not (name.startswith("test") and name in tests):
                 problems.append(f"{what}: tb/{rel} has no pytest test {name}")
         for rid in REQ_ID.findall(cells[3]):
@@ -116,13 +117,13 @@ def test_readme_bad_input_table():
 
 @pytest.mark.parametrize("row, why", [
     ("| x | e | a | PCIe 2.3.1 | |", "names no test"),
-    ("| x | e | a | PCIe 2.3.1 | `cocotb/request_handling_test.py::no_such_test` |",
+    ("| x | e | a | PCIe 2.3.1 | `integration/cocotb/request_handling_test.py::no_such_test` |",
      "has no cocotb test no_such_test"),
-    ("| x | e | a | PCIe 2.3.1 | `cocotb/request_handling_test.py::_check_ur` |",
+    ("| x | e | a | PCIe 2.3.1 | `integration/cocotb/request_handling_test.py::_check_ur` |",
      "has no cocotb test _check_ur"),
     ("| x | e | a | PCIe 2.3.1 | `unit/test_depacketizer.py::test_nothing` |",
      "has no pytest test test_nothing"),
-    ("| x | e | a | PCIe 2.3.1 | `cocotb/nowhere_test.py::a_test` |", "does not exist"),
+    ("| x | e | a | PCIe 2.3.1 | `integration/cocotb/nowhere_test.py::a_test` |", "does not exist"),
     ("| x | e | a | XYZ-99 | `unit/test_depacketizer.py::test_malformed` |",
      "XYZ-99 is not a requirement ID"),
 ])

@@ -1,10 +1,10 @@
-"""The interrupt part of the stress reference model (tb/ref_model.py ``IrqModel``) is strict:
+"""The interrupt part of the stress reference model (tb/models/ref_model.py ``IrqModel``) is strict:
 the outcomes the stress scoreboard must reject are rejected (pure Python, no simulator)."""
 import pytest
 
 from virtio_pci.params import VirtioPciParams
 
-from tb.ref_model import RefModel
+from tb.models.ref_model import RefModel
 
 VEC = 4
 

@@ -1,0 +1,5 @@
+import sys
+
+from .citations import main
+
+sys.exit(main())

@@ -1,0 +1,237 @@
+"""Requirement traceability: which IDs of the requirement list the tests check (`make conformance`).
+
+The requirement list is ``spec/virtio-pci-conformance.md`` of the shared project directory
+(``../shared`` beside the repository, or ``$VPCI_SPEC``); without it, the copy committed as
+``tb/conformance/requirements.txt`` (one ID per line: ID, section, level, text, tab separated) is used, so a
+fresh clone works on its own.  ``--write-requirements`` regenerates that copy from the spec.
+
+An ID counts as covered when it appears in the docstring of a test function under ``tb/``: a
+cocotb test (``async def ..._test``, decorated with ``cocotb.test``) or a pytest test
+(``def test_...``).  IDs in comments, in module docstrings or in helpers do not count.  IDs that
+do not apply to this front-end are listed in ``NOT_APPLICABLE`` with the reason.
+
+    python -m tb.conformance [--list] [--strict] [--write-requirements]
+
+prints covered/missing per section, the not-applicable IDs and any cited ID the list does not
+know (a typo).  ``--strict`` exits 1 when an applicable ID is missing.
+"""
+import argparse
+import ast
+import os
+import re
+import sys
+from collections import OrderedDict
+
+__all__ = ["load_requirements", "parse_spec", "collect_citations", "NOT_APPLICABLE", "main"]
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(os.path.dirname(HERE))
+TB = os.path.join(ROOT, "tb")
+REQ_COPY = os.path.join(HERE, "requirements.txt")
+SPEC_NAME = os.path.join("spec", "virtio-pci-conformance.md")
+
+ID_RE = re.compile(r"\b([A-Z]{2,4}-D?\d{1,2})\b")
+
+#: IDs that do not apply to this front-end, with the reason
+NOT_APPLICABLE = {
+    "CC-15": "ADMIN_VQ is not supported (never offered); admin_queue_index/num read 0",
+    "CC-16": "ADMIN_VQ is not supported (never offered); admin_queue_index/num read 0",
+    "ADM-01": "ADMIN_VQ is not supported (never offered)",
+    "ADM-02": "ADMIN_VQ is not supported (never offered)",
+    "ADM-03": "admin command processing is the back-end's (and ADMIN_VQ is not offered)",
+    "ADM-04": "no SR-IOV capability and no legacy-access admin commands",
+    "SHM-01": "no shared-memory capability is implemented (no device type here uses one)",
+    "SHM-02": "no shared-memory capability is implemented",
+    "SHM-03": "no shared-memory regions (design rule for their users)",
+    "VND-01": "no vendor-data capability is implemented",
+    "VND-02": "no vendor-data capability is implemented",
+    "VND-03": "no vendor-data capability is implemented",
+    "VND-04": "no vendor-data capability is implemented",
+    "DRV-18": "no vendor-data capability is implemented",
+    "FEA-07": "IN_ORDER buffer use is the back-end ring engine's job (the front-end passes the "
+              "negotiated bit on)",
+    "MSX-03": "sizing advice, not behaviour: msix_vectors is a parameter; its default is "
+              "num_queues + 1, the most Linux's per-queue strategy uses",
+}
+
+
+# ------------------------------------------------------------------------------ requirement list
+def find_spec():
+    env = os.environ.get("VPCI_SPEC")
+    if env:
+        return env if os.path.exists(env) else None
+    for base in (os.path.join(ROOT, "..", "shared"), os.path.join(ROOT, "shared")):
+        p = os.path.join(base, SPEC_NAME)
+        if os.path.exists(p):
+            return os.path.normpath(p)
+    return None
+
+
+def _clean(text):
+    text = re.sub(r"\*\*|`", "", text).strip()
+    return re.sub(r"\s+", " ", text)
+
+
+def parse_spec(path):
+    """Requirements of the spec's section 2 tables: OrderedDict ID -> (section, level, text).
+    ``section`` is the table's heading ("2.3 Common configuration ...")."""
+    reqs = OrderedDict()
+    section = None
+    in_checklist = False
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            if line.startswith("## "):
+                in_checklist = line.startswith("## 2.")
+                continue
+            if line.startswith("### ") and in_checklist:
+                section = _clean(line[4:]).split(" (")[0].split(" –")[0]
+                continue
+            if not in_checklist or not line.startswith("|"):
+                continue
+            cells = [c.strip() for c in line.strip().strip("|").split("|")]
+            if not cells or not re.fullmatch(r"[A-Z]{2,4}-D?\d{1,2}", cells[0]):
+                continue
+            rid = cells[0]
+            if rid.startswith("DRV-"):
+                # ID | Sec | Driver rule | What a robust device should do | QEMU does
+                level, text = "robust", f"{_clean(cells[2])} Device: {_clean(cells[3])}"
+            else:
+                # ID | Sec | Lvl | Ver | Requirement | TLP-level check
+                level, text = _clean(cells[2]), _clean(cells[4])
+            reqs[rid] = (section, level, text)
+    return reqs
+
+
+def write_requirements(reqs, path=REQ_COPY):
+    with open(path, "w", encoding="utf-8") as f:
+        f.write("# Requirement IDs of spec/virtio-pci-conformance.md (section 2), generated by\n"
+                "# `python -m tb.conformance --write-requirements`: ID, section, level, text.\n")
+        for rid, (section, level, text) in reqs.items():
+            one_line = text if len(text) <= 160 else text[:157] + "..."
+            f.write(f"{rid}\t{section}\t{level}\t{one_line}\n")
+
+
+def read_requirements(path=REQ_COPY):
+    reqs = OrderedDict()
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            if not line.strip() or line.startswith("#"):
+                continue
+            rid, section, level, text = line.rstrip("\n").split("\t", 3)
+            reqs[rid] = (section, level, text)
+    return reqs
+
+
+def load_requirements():
+    """(requirements, source path): the spec if it can be found, else the committed copy."""
+    spec = find_spec()
+    if spec:
+        return parse_spec(spec), spec
+    if not os.path.exists(REQ_COPY):
+        raise SystemExit("no requirement list: neither ../shared/spec nor tb/conformance/requirements.txt")
+    return read_requirements(REQ_COPY), REQ_COPY
+
+
+# ------------------------------------------------------------------------------ test citations
+def _is_test(node):
+    if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+        return False
+    if node.name.startswith("test_"):
+        return True
+    if isinstance(node, ast.AsyncFunctionDef) and node.name.endswith("_test"):
+        for d in node.decorator_list:
+            target = d.func if isinstance(d, ast.Call) else d
+            if isinstance(target, ast.Attribute) and target.attr in ("test", "parametrize"):
+                return True
+            if isinstance(target, ast.Name) and target.id == "test":
+                return True
+    return False
+
+
+def collect_citations(root=TB):
+    """ID -> list of "path::function" of the test functions whose docstring cites it."""
+    cites = {}
+    for dirpath, dirnames, files in os.walk(root):
+        dirnames[:] = [d for d in dirnames if not d.startswith((".", "__"))]
+        for name in sorted(files):
+            if not name.endswith(".py"):
+                continue
+            path = os.path.join(dirpath, name)
+            with open(path, encoding="utf-8") as f:
+                try:
+                    tree = ast.parse(f.read(), path)
+                except SyntaxError:
+                    continue
+            for node in ast.walk(tree):
+                if not _is_test(node):
+                    continue
+                doc = ast.get_docstring(node) or ""
+                where = f"{os.path.relpath(path, ROOT)}::{node.name}"
+                for rid in sorted(set(ID_RE.findall(doc))):
+                    cites.setdefault(rid, []).append(where)
+    return cites
+
+
+# ------------------------------------------------------------------------------ report
+def report(reqs, cites, source, *, list_tests=False, out=sys.stdout):
+    w = out.write
+    sections = OrderedDict()
+    for rid, (section, level, text) in reqs.items():
+        sections.setdefault(section, []).append(rid)
+    w(f"requirement list: {os.path.relpath(source, ROOT)} ({len(reqs)} IDs)\n\n")
+    total_cov = total_app = 0
+    missing_all = []
+    for section, ids in sections.items():
+        na = [i for i in ids if i in NOT_APPLICABLE]
+        app = [i for i in ids if i not in NOT_APPLICABLE]
+        cov = [i for i in app if i in cites]
+        miss = [i for i in app if i not in cites]
+        total_cov += len(cov)
+        total_app += len(app)
+        missing_all += miss
+        extra = f", {len(na)} not applicable" if na else ""
+        w(f"{section}: {len(cov)}/{len(app)} covered{extra}\n")
+        if miss:
+            w(f"    missing: {' '.join(miss)}\n")
+        if list_tests:
+            for i in cov:
+                w(f"    {i}: {', '.join(cites[i])}\n")
+    w(f"\ntotal: {total_cov}/{total_app} applicable IDs covered "
+      f"({100.0 * total_cov / max(1, total_app):.0f}%), {len(missing_all)} missing, "
+      f"{sum(1 for i in reqs if i in NOT_APPLICABLE)} not applicable\n")
+    w("\nnot applicable:\n")
+    for rid, why in NOT_APPLICABLE.items():
+        if rid in reqs:
+            w(f"    {rid:7s} {why}\n")
+    unknown = sorted(set(cites) - set(reqs))
+    if unknown:
+        w("\ncited but not in the requirement list:\n")
+        for rid in unknown:
+            w(f"    {rid}: {', '.join(cites[rid])}\n")
+    stale = sorted(set(NOT_APPLICABLE) & set(cites))
+    if stale:
+        w(f"\nnote: declared not applicable but cited by tests: {' '.join(stale)}\n")
+    return missing_all, unknown
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description="requirement IDs covered by the tests")
+    ap.add_argument("--list", action="store_true", help="list the tests citing each covered ID")
+    ap.add_argument("--strict", action="store_true", help="exit 1 when an applicable ID is missing")
+    ap.add_argument("--write-requirements", action="store_true",
+                    help=f"regenerate {os.path.relpath(REQ_COPY, ROOT)} from the spec")
+    args = ap.parse_args(argv)
+    if args.write_requirements:
+        spec = find_spec()
+        if not spec:
+            raise SystemExit("the spec (../shared/spec/virtio-pci-conformance.md) is not there")
+        reqs = parse_spec(spec)
+        write_requirements(reqs)
+        print(f"wrote {os.path.relpath(REQ_COPY, ROOT)}: {len(reqs)} IDs from {spec}")
+        return 0
+    reqs, source = load_requirements()
+    missing, unknown = report(reqs, collect_citations(), source, list_tests=args.list)
+    if unknown:
+        return 2
+    return 1 if (args.strict and missing) else 0
+
