@@ -28,12 +28,12 @@ sim: $(STAMP)
 
 ## make linux [PARAMS=file.json]: the unmodified Linux virtio_pci driver (User-Mode Linux 6.1 from
 ## Debian's linux-source-6.1, built once into /var/cache/virtio-pci-fe) drives the RTL through
-## the vhost-user bridge (tb/linux/): prints what Linux saw, the TLP transcript, a waveform
-## (make waves) and the figures, then runs the Linux scenario tests (tb/linux/test_linux.py).
+## the vhost-user bridge (tb/host/uml_bridge.py): prints what Linux saw, the TLP transcript, a waveform
+## (make waves) and the figures, then runs the Linux scenario tests (tb/integration/test_linux.py).
 ## Installs linux-source-6.1 and the kernel build tools with apt-get the first time (root or sudo).
 linux: $(STAMP)
 	$(PY) -m sim.linux $(PARAMS)
-	VPCI_LINUX=1 $(PY) -m pytest -n 1 tb/linux $(PYTEST_ARGS)
+	VPCI_LINUX=1 $(PY) -m pytest -n 1 tb/integration/test_linux.py $(PYTEST_ARGS)
 
 ## make test: the whole regression (unit tests on Amaranth's simulator + cocotb/Verilator)
 test: $(STAMP)

@@ -1,7 +1,7 @@
 """`make linux [PARAMS=file.json]`: boot User-Mode Linux against the endpoint RTL and print what
 Linux saw (capability list, drivers, device status, negotiated features, MSI-X interrupts), the
 TLP transcript, the waveform (`make waves` opens it) and the co-simulation figures.  The Linux
-scenario tests (tb/linux/test_linux.py) run after it in `make linux`."""
+scenario tests (tb/integration/test_linux.py) run after it in `make linux`."""
 import argparse
 import os
 import sys

@@ -1,9 +1,9 @@
 """Boot User-Mode Linux against the endpoint RTL and collect what Linux reported.
 
 ``boot(params, scenario)`` builds the kernel (once, sim/linux/kernel.py) and the Verilator model,
-starts the simulation (tb/linux/cosim.py, the bridge listening on a vhost-user socket) in its
-own process group, boots UML with ``sim/linux/guest.sh`` as init against that socket, and waits
-for Linux to power off.  Every run has a wall-clock limit: when it passes, both process groups
+starts the simulation (tb/integration/cocotb/linux_cosim_test.py: the bridge listening on a
+vhost-user socket) in its own process group, boots UML with ``sim/linux/guest.sh`` as init
+against that socket, and waits for Linux to power off.  Every run has a wall-clock limit: when it passes, both process groups
 (started here) are killed and ``LinuxRun.failure`` says so; the caller turns that into a test
 failure, never a hang.
 """
@@ -31,7 +31,7 @@ import json, sys
 from sim.run import run_cocotb
 from virtio_pci.params import VirtioPciParams
 params = VirtioPciParams.from_dict(json.loads(sys.argv[1]))
-run_cocotb("tb.linux.cosim", params, test_dir=sys.argv[2], waves=sys.argv[3] == "1",
+run_cocotb("tb.integration.cocotb.linux_cosim_test", params, test_dir=sys.argv[2], waves=sys.argv[3] == "1",
            extra_env=json.loads(sys.argv[4]))
 """
 
@@ -40,7 +40,7 @@ run_cocotb("tb.linux.cosim", params, test_dir=sys.argv[2], waves=sys.argv[3] == 
 class LinuxRun:
     console: str = ""
     facts: dict = field(default_factory=dict)     # "label.key" -> [values...]
-    bridge: dict = field(default_factory=dict)    # tb/linux/cosim.py's bridge.json
+    bridge: dict = field(default_factory=dict)    # linux_cosim_test.py's bridge.json
     failure: str = ""
     uml_start: float = 0.0
     uml_end: float = 0.0

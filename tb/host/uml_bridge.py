@@ -1,7 +1,7 @@
 """The bridge between User-Mode Linux's PCI transport and the endpoint RTL (`make linux`).
 
 One job: UML's ``virtio_pcidev`` messages (include/uapi/linux/virtio_pcidev.h, carried by
-vhost-user, ``tb/linux/vhost_user.py``) on one side, TLPs on the RTL's ``rx``/``tx`` streams on
+vhost-user, ``tb/host/vhost_user.py``) on one side, TLPs on the RTL's ``rx``/``tx`` streams on
 the other.  The RTL answers every read; nothing is answered from a copy here.
 
 * CFG_READ / CFG_WRITE (config offset, 1/2/4 bytes) -> CfgRd0 / CfgWr0 to 00:<slot>.0 (UML puts
@@ -35,7 +35,7 @@ from cocotb.utils import get_sim_time
 from cocotbext.pcie.core.tlp import CplStatus, Tlp, TlpType
 from cocotbext.pcie.core.utils import PcieId
 
-from ..tlp_convert import beats_to_dws, dws_to_beats, dws_to_tlp, pack_beat, tlp_to_dws, unpack_beat
+from ..tlp.convert import beats_to_dws, dws_to_beats, dws_to_tlp, pack_beat, tlp_to_dws, unpack_beat
 
 __all__ = ["PcidevBridge", "Op", "MSI_ADDRESS"]
 

@@ -24,10 +24,10 @@ import cocotb
 from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles, RisingEdge, Timer
 
-from ..env import load_desc
-from ..virtio_backend import VirtioBackend
-from .bridge import PcidevBridge
-from .vhost_user import VhostUserServer
+from tb.env.fabric import load_desc
+from tb.host.uml_bridge import PcidevBridge
+from tb.host.vhost_user import VhostUserServer
+from tb.models.virtio_backend import VirtioBackend
 
 CLK_NS = 4
 

@@ -1,6 +1,6 @@
 """Real Linux drives the RTL: the unmodified in-tree virtio_pci driver of a User-Mode Linux 6.1
-kernel against the endpoint RTL through tb/linux/bridge.py (`make linux` runs these; see
-conftest.py).  Each test boots Linux once with a wall-clock limit and asserts on what Linux
+kernel against the endpoint RTL through tb/host/uml_bridge.py.  `make linux` runs these
+(VPCI_LINUX=1); elsewhere they are skipped: each boots Linux and takes up to a few minutes.  Each test boots Linux once with a wall-clock limit and asserts on what Linux
 reported (sysfs values, driver names, /proc/interrupts counts, kernel messages); a late or
 missing RTL answer is a bridge error and fails the test.
 
@@ -15,6 +15,9 @@ import pytest
 from virtio_pci.params import VirtioPciParams
 from sim.build import ROOT
 from sim.linux.run import boot
+
+pytestmark = pytest.mark.skipif(not os.environ.get("VPCI_LINUX"),
+                                reason="boots Linux: `make linux` runs it (VPCI_LINUX=1)")
 
 LIMIT_S = 240
 EXAMPLES = os.path.join(ROOT, "examples")
