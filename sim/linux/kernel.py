@@ -3,14 +3,16 @@
 The kernel is Debian's ``linux-source-6.1`` built for ``ARCH=um`` with UML's PCI-over-virtio
 transport (``CONFIG_UML_PCI_OVER_VIRTIO``), the in-tree virtio_pci driver and the virtio device
 drivers the scenarios bind.  It lives in a cache outside the clone, keyed by the source package
-version and a hash of everything this file changes (the option list and the transport's poll
+version and a hash of everything this file changes (the option list, the edits, the poll
 limit), so a second run finds it in a second and a fresh machine rebuilds it.
 
-One change to UML's own PCI transport (``arch/um/drivers/virt-pci.c``), never to virtio_pci: the
-transport busy-polls at most ``UM_VIRT_PCI_MAXDELAY`` iterations of 1 us for the answer to a
+Scripted edits of UML's own code, never of virtio_pci: ``EDITS`` below (the host's XSAVE size, an
+irq_chip for INTx) and the poll limit of UML's PCI transport (``arch/um/drivers/virt-pci.c``): it
+busy-polls at most ``UM_VIRT_PCI_MAXDELAY`` iterations of 1 us for the answer to a
 non-posted access (about 40 ms wall time); the RTL behind a Python bridge can take longer on a
 loaded machine, so the constant is raised to POLL_LIMIT.  A missing answer still ends the wait
-(the driver reads all-ones), so the runner's wall-clock limit turns it into a test failure.
+(the driver reads all-ones, the kernel warns "um virt-pci delay"), which sim/linux/run.py turns
+into a failure; every run also has a wall-clock limit.
 
     python -m sim.linux.kernel            # install, build if needed, print the kernel path
     python -m sim.linux.kernel --print    # print the cache path only (no build)

@@ -84,12 +84,14 @@ def _kill(proc):
 
 
 def boot(params=None, scenario="probe", *, outdir=None, waves=False, limit_s=300,
-         cmdline=(), config_change_s=None, stop_when=None, drop_answer=None, log=print):
+         cmdline=(), config_change_s=None, stop_when=None, drop_answer=None, dma_probe=False,
+         log=print):
     """Run one scenario; returns a ``LinuxRun``.  ``cmdline``: extra kernel parameters
     (e.g. ``pci=nomsi``).  ``stop_when``: a console substring after which the run is ended on
     purpose (the virtio-blk probe blocks on its first request without a ring back-end).
     ``drop_answer``: the bridge never answers that non-posted request (1 = the first), to show
-    that a missing answer fails the run instead of hanging it.  Kernel messages reach the
+    that a missing answer fails the run instead of hanging it.  ``dma_probe``: the back-end reads
+    guest memory through the RTL's requester after the first doorbell (bridge.json "dma_probe").  Kernel messages reach the
     console from the start (``earlyprintk``), also when a probe blocks the boot."""
     params = params or VirtioPciParams()
     kernel = ensure_kernel()
@@ -103,6 +105,8 @@ def boot(params=None, scenario="probe", *, outdir=None, waves=False, limit_s=300
     sock = os.path.join(tmp, "vhost.sock")
     env = {"VPCI_LINUX_SOCKET": sock, "VPCI_LINUX_OUT": outdir,
            "VPCI_LINUX_LIMIT_S": str(limit_s), "VPCI_LINUX_STOP": os.path.join(tmp, "stop")}
+    if dma_probe:
+        env["VPCI_LINUX_DMA_PROBE"] = "1"
     if drop_answer is not None:
         env["VPCI_LINUX_DROP_ANSWER"] = str(drop_answer)
     if config_change_s is not None:

@@ -169,6 +169,19 @@ def test_virtio_blk_probe(request, name, params, queues):
     assert run.bridge["driver_ok_count"] >= 1 and run.bridge["device_status"] & 0x0F == 0x0F
 
 
+def test_dma_from_the_rtl(request):
+    """DMA-11: the RTL's own memory requests reach the guest memory Linux shares: after
+    `ip link set up` the back-end reads the kicked receive queue's driver area through the
+    requester port: MRd answered by CplD from guest memory, status OK and the avail index Linux
+    published (at least one buffer); a read of memory UML does not share is answered UR."""
+    run = _boot(request, NET, "up", dma_probe=True)
+    _check_bound(run, "up", NET)
+    p = run.bridge["dma_probe"]
+    assert p["status"] == 0 and p["avail_idx"] >= 1, p
+    assert p["outside_status"] == 1, p                 # DmaStatus.UR
+    assert run.bridge["stats"]["dma_read_bytes"] >= 4
+
+
 def test_missing_answer_fails_the_run(request):
     """A read the RTL side never answers is a clear failure, not a hang: the bridge drops its
     answer to one of Linux's config reads, UML's transport gives up after its poll limit

@@ -7,6 +7,7 @@ the socket.  Environment:
 * ``VPCI_LINUX_OUT``: directory for ``transcript.txt`` (every TLP) and ``bridge.json`` (the
   bridge's counters, errors and the wall time of DRIVER_OK);
 * ``VPCI_LINUX_LIMIT_S``: wall-clock limit of the whole run;
+* ``VPCI_LINUX_DMA_PROBE``: after the first doorbell, DMA reads through the requester port;
 * ``VPCI_LINUX_DROP_ANSWER``: never answer that non-posted request (fault injection);
 * ``VPCI_LINUX_CONFIG_CHANGE``: seconds after the first doorbell (the guest set the interface
   up, which posts receive buffers and kicks) at which the back-end changes
@@ -57,6 +58,23 @@ async def _config_change(be, out, delay_s):
     out["config_change_wall_s"] = time.time()
 
 
+async def _dma_probe(dut, desc, be, out):
+    """The RTL's own memory requests against the guest memory vhost-user shares: after the first
+    doorbell, read the kicked queue's driver area (avail flags and idx) through the requester
+    port, then 4 bytes at guest physical 0x1000, which UML does not share (its kernel image)."""
+    from tb.models.dma_backend import DmaBackend       # per-cycle Python: only when asked
+    while not be.doorbells:
+        await Timer(1000 * CLK_NS, unit="ns")
+    q = be.doorbells[0].queue
+    row = await be.read_queue(q)
+    dma = DmaBackend(dut, desc)
+    op = await dma.read(row["driver"], 4).wait()
+    bad = await dma.read(0x1000, 4).wait()
+    out["dma_probe"] = {"queue": q, "driver_area": row["driver"], "status": op.status,
+                        "avail_idx": int.from_bytes(op.data[2:4], "little"),
+                        "outside_status": bad.status}
+
+
 @cocotb.test()
 async def linux_cosim_test(dut):
     desc = load_desc()
@@ -84,6 +102,8 @@ async def linux_cosim_test(dut):
     cocotb.start_soon(_watch_driver_ok(dut, info, time.time()))
     if "flr" in desc.ports:
         cocotb.start_soon(_count_flr(dut, info))
+    if os.environ.get("VPCI_LINUX_DMA_PROBE") and "dma_req__valid" in desc.ports:
+        cocotb.start_soon(_dma_probe(dut, desc, be, info))
     if os.environ.get("VPCI_LINUX_CONFIG_CHANGE"):
         cocotb.start_soon(_config_change(be, info, float(os.environ["VPCI_LINUX_CONFIG_CHANGE"])))
     try:
