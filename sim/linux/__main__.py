@@ -25,7 +25,8 @@ def main(argv=None):
     bt = os.path.join(cache_dir(source_version()), "build-time.txt")
     if os.path.exists(bt):
         with open(bt) as f:
-            print(f"  (its last build took {f.read().strip()})")
+            print(f"  (built in {f.read().strip()}; a first build from scratch takes minutes, "
+                  "a rebuild after a changed option seconds)")
     run = boot(params, "probe", waves=True, limit_s=a.limit)
     print()
     print(format_report(run))
