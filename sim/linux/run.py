@@ -131,8 +131,11 @@ def boot(params=None, scenario="probe", *, outdir=None, waves=False, limit_s=300
             time.sleep(0.05)
         with open(console_path, "w") as console:
             run.uml_start = time.time()
+            # UML's early console is printf() to stdout: unbuffered, or a run ended on purpose
+            # (blocked probe) loses the kernel messages still in the stdio buffer
+            unbuffered = ["stdbuf", "-o0"] if shutil.which("stdbuf") else []
             uml = subprocess.Popen(
-                [kernel, "mem=128M", "root=/dev/root", "rootfstype=hostfs", "rootflags=/", "ro",
+                [*unbuffered, kernel, "mem=128M", "root=/dev/root", "rootfstype=hostfs", "rootflags=/", "ro",
                  f"init={GUEST}", "con=null", "con0=null,fd:1", "earlyprintk",
                  f"virtio_uml.device={sock}:{PCI_DEVICE_ID}", f"VPCI_SCENARIO={scenario}",
                  *cmdline],

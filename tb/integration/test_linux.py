@@ -146,16 +146,19 @@ def test_widths_and_notify_multipliers(request, name, params):
 BLK_PROBE = re.compile(r"virtio_blk (virtio\d+): \[vda\] (\d+) 512-byte logical blocks")
 
 
-@pytest.mark.parametrize("name,params,queues", [
-    ("example", VirtioPciParams.from_file(os.path.join(EXAMPLES, "virtio-blk.json")), 2),
-    ("16-queues", VirtioPciParams.virtio_blk(capacity=4096, queues=16), 16),
+@pytest.mark.parametrize("name,params", [
+    ("example", VirtioPciParams.from_file(os.path.join(EXAMPLES, "virtio-blk.json"))),
+    ("16-queues", VirtioPciParams.virtio_blk(capacity=4096, queues=16)),
 ])
-def test_virtio_blk_probe(request, name, params, queues):
-    """PCI-03, MSX-02: virtio-blk (examples/virtio-blk.json, and a 16-queue build) under Linux
-    up to DRIVER_OK: virtio_blk reads the capacity Linux prints and sets up one request queue
-    per device queue.  It then reads the partition table, which needs a back-end that
-    completes requests (no ring engine yet): the boot blocks there, so the run is ended on
-    purpose after the probe message."""
+def test_virtio_blk_probe(request, name, params):
+    """PCI-03, MSX-02: virtio-blk (examples/virtio-blk.json with 2 queues, and a 16-queue build)
+    under Linux up to DRIVER_OK: virtio_blk prints the capacity it read from the device
+    configuration and its request-queue count.  UML is uniprocessor and virtio_blk uses at most
+    nr_cpu_ids request queues, so Linux prints 1 whatever the device offers (many queues cannot
+    be shown through Linux here).  The probe then reads the partition table, which needs a
+    back-end that completes requests (no ring engine yet): the boot blocks there, so the run is
+    ended on purpose after the probe message."""
+    assert params.num_queues > 1
     run = boot(params, "probe", outdir=_outdir(request), limit_s=LIMIT_S,
                stop_when="logical blocks")
     assert not run.failure, f"{run.failure}\n{run.console[-3000:]}"
@@ -164,8 +167,7 @@ def test_virtio_blk_probe(request, name, params, queues):
     assert m, run.console[-3000:]
     cfg = params.device_cfg_init
     assert int(m.group(2)) == int.from_bytes(cfg[:8], "little")
-    assert re.search(rf"virtio_blk {m.group(1)}: {queues}/0/0 default/read/poll queues",
-                     run.console), run.console[-3000:]
+    assert re.search(rf"virtio_blk {m.group(1)}: 1/0/0 default/read/poll queues", run.console)
     assert run.bridge["driver_ok_count"] >= 1 and run.bridge["device_status"] & 0x0F == 0x0F
 
 
