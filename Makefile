@@ -7,7 +7,7 @@ PARAMS  ?=
 JOBS    ?= 2
 PYTEST_ARGS ?=
 
-.PHONY: all sim linux test waves verilog lint conformance stress bench coverage clean distclean venv
+.PHONY: all sim linux test waves verilog lint conformance stress bench coverage docs clean distclean venv
 
 all: test
 
@@ -35,17 +35,27 @@ linux: $(STAMP)
 	$(PY) -m sim.linux $(PARAMS)
 	VPCI_LINUX=1 $(PY) -m pytest -n 1 tb/integration/test_linux.py $(PYTEST_ARGS)
 
-## make test: the whole regression (unit tests on Amaranth's simulator + cocotb/Verilator)
+## make test: the whole regression (unit tests on Amaranth's simulator + cocotb/Verilator).
+## WAVES=1: every cocotb run also writes its waveform (build/waves/<test>/, `make waves` opens the
+## newest; unit benches write build/unit_waves/); pick tests with PYTEST_ARGS="-k ..." and the
+## cocotb tests of a module with TEST=regex, e.g.
+## make test WAVES=1 PYTEST_ARGS="-k 'transport and default and runtime'" TEST=doorbell_test
+WAVES ?=
+TEST  ?=
 test: $(STAMP)
-	$(PY) -m pytest -n $(JOBS) $(PYTEST_ARGS)
+	VPCI_WAVES=$(WAVES) VPCI_TEST=$(TEST) $(PY) -m pytest -n $(JOBS) $(PYTEST_ARGS)
 
-## make waves: open the waveform of the last `make sim` or `make linux` (or name it when there is no display)
+## make waves: open the newest waveform of `make sim`, `make linux` or `make test WAVES=1` (or name it)
 waves: $(STAMP)
 	$(PY) -m sim.waves
 
 ## make verilog [PARAMS=file.json]: Verilog and its port/register JSON in build/verilog
 verilog: $(STAMP)
 	$(PY) -m virtio_pci.cli $(PARAMS) -o build/verilog
+
+## make docs: regenerate docs/register-map.md from the code (tb/unit/test_docs.py checks it)
+docs: $(STAMP)
+	$(PY) -m sim.docs
 
 ## make lint: Verilator lint of the emitted Verilog and Python lint
 lint: $(STAMP)
@@ -57,6 +67,8 @@ conformance: $(STAMP)
 
 ## make stress [COUNT=n] [SEED=s] [STRESS_ARGS=--params file.json]: randomised TLP traffic with
 ## a reference-model scoreboard (tb/scenarios/stress.py); prints its seed, a failure reproduces from it.
+## STRESS_ARGS="--params examples/virtio-rng.json" stresses the virtio-rng device's queue instead
+## (random chains, queue and device resets, every byte checked); COUNT then counts chains (e.g. 2000).
 ## The default 1,000,000 TLPs take about 2 minutes on an idle machine (about 8,500 TLPs per
 ## wall-clock second), about 4 minutes on a loaded one (4,000 TLPs per second).
 COUNT ?= 1000000

@@ -1,5 +1,7 @@
 """`make sim`: build with tracing, run the bring-up scenario, print what it found and write a
-waveform that GTKWave opens (build/sim/waves.vcd + waves.gtkw).
+waveform that GTKWave opens (build/sim/waves.vcd + waves.gtkw).  A complete device
+(examples/virtio-rng.json) runs its data-path scenario instead (tb/integration/cocotb/rng_sim.py): the driver
+reads random bytes through the request queue.
 
 A transitional build (``"transitional": true``, e.g. examples/virtio-net-transitional.json) is
 brought up by the legacy driver model through I/O BAR0; ``--driver modern|legacy`` (make sim
@@ -11,7 +13,7 @@ import sys
 from virtio_pci.params import VirtioPciParams
 
 from .run import run_cocotb
-from .waves import WAVES_DIR, sanitize_vcd, write_gtkw
+from .waves import WAVES_DIR, save_waves
 
 
 def main(argv=None):
@@ -29,10 +31,17 @@ def main(argv=None):
     env = {"VPCI_BRINGUP_OUT": report}
     if args.driver:
         env["VPCI_BRINGUP_DRIVER"] = args.driver
-    run_cocotb("tb.integration.cocotb.bringup_test", params, waves=True, test_dir=run_dir, extra_env=env)
-    vcd = os.path.join(WAVES_DIR, "waves.vcd")
-    sanitize_vcd(os.path.join(run_dir, "dump.vcd"), vcd)
-    gtkw = write_gtkw(vcd, os.path.join(WAVES_DIR, "waves.gtkw"), width=params.data_width)
+    from virtio_pci.cli import top_level
+    from virtio_pci.link import silence
+    device, top = top_level(params)
+    silence(top)
+    # a complete device (virtio-rng) runs its data-path scenario instead of the bare bring-up
+    module = "tb.integration.cocotb.rng_sim" if device == "virtio-rng" \
+        else "tb.integration.cocotb.bringup_test"
+    _, run_dir = run_cocotb(module, params, waves=True, test_dir=run_dir, extra_env=env)
+    from .build import build
+    _, desc = build(params, waves=True)
+    vcd, gtkw = save_waves(os.path.join(run_dir, "dump.vcd"), WAVES_DIR, desc)
     with open(report) as f:
         print(f.read(), end="")
     print(f"waveform: {vcd}\nGTKWave:  gtkwave {gtkw}   (or: make waves)")

@@ -35,8 +35,9 @@ def fix_constant_always(text):
     return _CONST_ALWAYS.sub(r"\1always_comb\2", text)
 
 
-def _key(params, waves, coverage):
-    blob = json.dumps({"p": params.to_dict(), "w": waves, "c": coverage}, sort_keys=True)
+def _key(params, waves, coverage, link=None):
+    blob = json.dumps({"p": params.to_dict(), "w": waves, "c": coverage,
+                       **({"l": link} if link else {})}, sort_keys=True)
     src = os.path.join(ROOT, "hdl", "virtio_pci")
     h = hashlib.sha1(blob.encode())
     with open(os.path.abspath(__file__), "rb") as fh:     # the build recipe is part of the key
@@ -69,16 +70,16 @@ def verilate(vpath, toplevel, sim_dir, *, waves=False, coverage=False, log_file=
                  always=True, waves=waves, log_file=log_file)
 
 
-def build(params=None, *, waves=False, coverage=False, build_root=None, assertions=True):
+def build(params=None, *, waves=False, coverage=False, build_root=None, assertions=True, link=None):
     """Return (build_dir, description dict).  Rebuilds only when the HDL or parameters changed.
     ``assertions``: compile the simulation assertions of hdl/virtio_pci/checks.py in (Verilator
-    stops at the first failing one, ``--assert``)."""
+    stops at the first failing one, ``--assert``).  ``link``: a wrapped top (virtio_pci.link.wrap_top)."""
     params = params or VirtioPciParams()
     if assertions and not params.assertions:
         params = params.replace(assertions=True)
     setup_verilator()
     build_root = build_root or os.path.join(ROOT, "build")
-    key = _key(params, waves, coverage)
+    key = _key(params, waves, coverage, link)
     bdir = os.path.join(build_root, f"{TOPLEVEL}_{key}")
     os.makedirs(bdir, exist_ok=True)
     with open(os.path.join(bdir, ".lock"), "w") as lock:
@@ -87,7 +88,7 @@ def build(params=None, *, waves=False, coverage=False, build_root=None, assertio
         vpath = os.path.join(bdir, f"{TOPLEVEL}.v")
         jpath = os.path.join(bdir, f"{TOPLEVEL}.json")
         if not os.path.exists(stamp):
-            emit(params, bdir, TOPLEVEL)
+            emit(params, bdir, TOPLEVEL, link)
             verilate(vpath, TOPLEVEL, os.path.join(bdir, "sim"), waves=waves, coverage=coverage)
             open(stamp, "w").close()
         with open(jpath) as f:

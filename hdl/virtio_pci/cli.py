@@ -2,7 +2,12 @@
 
     python -m virtio_pci.cli [PARAMS.json] -o OUTDIR [--name virtio_pci_ep]
 
-writes ``OUTDIR/<name>.v`` and ``OUTDIR/<name>.json``.  The JSON lists every top-level port
+writes ``OUTDIR/<name>.v`` and ``OUTDIR/<name>.json``.  A ``"link"`` object in the parameter file
+selects a wrapped top instead of the bare endpoint (``link.wrap_top``): ``{"cdc": true}`` (the
+endpoint behind the clock-domain crossing, hdl/virtio_pci/link/cdc.py) or ``{"hard_ip": "ptile"}``
+(the Intel P-Tile adapter, with ``"cdc": false`` to run it on the IP's clock).  Otherwise, for a device type with a complete device
+in ``devices/`` (4, virtio-rng) the top level is that whole device (endpoint, ring engine and
+device function); ``--endpoint-only`` emits the bare endpoint instead.  The JSON lists every top-level port
 (name, direction, width, and for packed payloads the bit range of each field), the parameters, the
 BAR layout, the capability list and the register regions.  Users integrate from it; the tests
 read it instead of hard-coding offsets.
@@ -17,8 +22,22 @@ from amaranth.lib import data, wiring
 from .params import VirtioPciParams
 from .config.capabilities import build_config_image
 from .top import VirtioPciEndpoint
+from .link import silence, wrap_top
 
-__all__ = ["describe", "emit", "main"]
+__all__ = ["describe", "emit", "main", "top_level"]
+
+
+def _devices():
+    from .devices.rng import VirtioRng
+    return {4: ("virtio-rng", VirtioRng)}
+
+
+def top_level(params, endpoint_only=False):
+    """The component ``make verilog`` emits for ``params``: ``(device name or None, component)``."""
+    dev = None if endpoint_only else _devices().get(params.device_type)
+    if dev is None:
+        return None, VirtioPciEndpoint(params)
+    return dev[0], dev[1](params)
 
 
 def _fields(shape, base=0):
@@ -57,14 +76,17 @@ def _ports(sig, prefix=""):
     return ports
 
 
-def describe(params, name="virtio_pci_ep"):
-    top = VirtioPciEndpoint(params)
-    top._MustUse__silence = True          # only its signature is needed here
+def describe(params, name="virtio_pci_ep", link=None, endpoint_only=False):
+    device, top = (None, wrap_top(params, link)) if link else top_level(params, endpoint_only)
+    silence(top)                          # only its signature is needed here
     img = build_config_image(params)
-    ports = [{"name": "clk", "direction": "input", "width": 1},
-             {"name": "rst", "direction": "input", "width": 1}] + _ports(top.signature)
+    clocks = ["", "link_"] if link and link.get("cdc", True) else [""]
+    ports = [{"name": f"{c}{s}", "direction": "input", "width": 1}
+             for c in clocks for s in ("clk", "rst")] + _ports(top.signature)
     return {
         "top": name,
+        "link": dict(link or {}),
+        "device": device,
         "parameters": params.to_dict(),
         "ids": {"vendor_id": params.vendor_id, "device_id": params.device_id,
                 "revision_id": params.revision_id, "class_code": params.class_code,
@@ -84,16 +106,16 @@ def describe(params, name="virtio_pci_ep"):
     }
 
 
-def emit(params, outdir, name="virtio_pci_ep"):
+def emit(params, outdir, name="virtio_pci_ep", link=None, endpoint_only=False):
     os.makedirs(outdir, exist_ok=True)
-    top = VirtioPciEndpoint(params)
+    top = wrap_top(params, link) if link else top_level(params, endpoint_only)[1]
     text = verilog.convert(top, name=name, emit_src=True)
     vpath = os.path.join(outdir, f"{name}.v")
     jpath = os.path.join(outdir, f"{name}.json")
     with open(vpath, "w") as f:
         f.write(text)
     with open(jpath, "w") as f:
-        json.dump(describe(params, name), f, indent=2)
+        json.dump(describe(params, name, link, endpoint_only), f, indent=2)
     return vpath, jpath
 
 
@@ -102,9 +124,17 @@ def main(argv=None):
     ap.add_argument("params", nargs="?", help="parameter file (JSON); defaults if omitted")
     ap.add_argument("-o", "--outdir", default="build/verilog")
     ap.add_argument("--name", default="virtio_pci_ep")
+    ap.add_argument("--endpoint-only", action="store_true",
+                    help="emit the bare endpoint even for a device type with a complete device")
     args = ap.parse_args(argv)
-    params = VirtioPciParams.from_file(args.params) if args.params else VirtioPciParams()
-    v, j = emit(params, args.outdir, args.name)
+    link = None
+    params = VirtioPciParams()
+    if args.params:
+        with open(args.params) as f:
+            d = json.load(f)
+        link = d.pop("link", None)
+        params = VirtioPciParams.from_dict(d)
+    v, j = emit(params, args.outdir, args.name, link, args.endpoint_only)
     print(f"wrote {v}\nwrote {j}")
 
 

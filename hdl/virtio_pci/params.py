@@ -119,6 +119,14 @@ class VirtioPciParams:
     #: completion timeout of the requester's reads in cycles (PCIe 2.8: 50 us..50 ms; the
     #: default is 8.4 ms at 125 MHz); Completion Timeout Disable (Device Control 2) turns it off
     cpl_timeout_cycles: int = 1 << 20
+    #: cycles a request may wait for a back-end port (doorbell, external device config, a legacy
+    #: access waiting for reset_ack) before the function gives it up (tlp/dispatcher.py); 0 picks
+    #: max(1024, 2 * num_queues).  It must exceed the queue-flag sweep of num_queues cycles
+    backend_timeout: int = 0
+    #: None: soft configuration space (the default).  "cfg_ext": hard-IP mode, the vendor hard IP
+    #: owns the type-0 header, BARs and its capabilities; the core's configuration space only
+    #: answers what the IP forwards (config/config_space.py) and takes its state from ``hip``
+    hard_ip: str = None
 
     def __post_init__(self):
         if self.device_type not in DEVICE_TYPES:
@@ -137,6 +145,10 @@ class VirtioPciParams:
             raise ValueError(f"features must not offer reserved or unimplemented transport bits (FEA-03): {bits}")
         if not self.features >> Feature.VERSION_1 & 1:
             raise ValueError("features must offer VERSION_1 (bit 32)")
+        from .virtio.feature_rules import missing_prerequisites
+        for f, needs, kind in missing_prerequisites(self.device_type, self.features):
+            what = " and ".join(map(str, needs)) if kind == "all" else " or ".join(map(str, needs))
+            raise ValueError(f"features offer bit {f} without its prerequisite bit {what} (FEA-01)")
         if not 1 <= self.msix_vectors <= 2048:
             raise ValueError(f"MSI-X vector count must be 1..2048, not {self.msix_vectors!r}")
         m = self.notify_off_multiplier
@@ -183,8 +195,22 @@ class VirtioPciParams:
         if not 16 <= self.cpl_timeout_cycles <= 1 << 30:
             raise ValueError(f"completion timeout must be 16..2**30 cycles, not {self.cpl_timeout_cycles!r}")
 
+        if self.backend_timeout and not (self.num_queues + 16 < self.backend_timeout <= 1 << 20):
+            raise ValueError(f"backend_timeout must be 0 (automatic) or {self.num_queues + 17}.."
+                             f"{1 << 20} cycles (longer than the {self.num_queues}-cycle queue "
+                             f"sweep), not {self.backend_timeout!r}")
+        if self.hard_ip not in (None, "cfg_ext"):
+            raise ValueError(f"hard_ip must be None or 'cfg_ext', not {self.hard_ip!r}")
+        if self.hard_ip and self.has_io_bar:
+            raise ValueError("hard-IP mode has no I/O BAR (transitional, legacy_guard): the hard IP "
+                             "owns the BARs")
         if self.device_cfg_backend not in ("regfile", "external"):
             raise ValueError(f"device config back-end must be 'regfile' or 'external', not {self.device_cfg_backend!r}")
+
+    @property
+    def stall_limit(self):
+        """Cycles a request waits for a back-end port before it is abandoned."""
+        return self.backend_timeout or max(1024, 2 * self.num_queues)
 
     # -- identity -------------------------------------------------------------------------
     @property
@@ -278,8 +304,9 @@ class VirtioPciParams:
         d = dict(d)
         preset = d.pop("preset", None)
         if preset is not None:
-            if preset not in ("virtio_net", "virtio_blk"):
-                raise ValueError(f"preset must be 'virtio_net' or 'virtio_blk', not {preset!r}")
+            if preset not in ("virtio_net", "virtio_blk", "virtio_rng"):
+                raise ValueError(f"preset must be 'virtio_net', 'virtio_blk' or 'virtio_rng', "
+                                 f"not {preset!r}")
             if "mac" in d:
                 d["mac"] = bytes.fromhex(d["mac"].replace(":", ""))
             if "features" in d and isinstance(d["features"], str):
@@ -327,3 +354,16 @@ class VirtioPciParams:
         kw["features"] = kw.get("features", cls.__dataclass_fields__["features"].default) | feats
         return cls(device_type=2, device_cfg_size=len(data), device_cfg_init=data,
                    device_cfg_backend="regfile", **kw)
+
+    @classmethod
+    def virtio_rng(cls, **kw):
+        """virtio-rng (type 4, VIRTIO 1.3 5.4): one request queue, no device-specific
+        configuration (a 4-byte zero window is advertised: the structure needs one), indirect
+        descriptors and EVENT_IDX offered (the ring engine implements them).  ``make verilog``
+        emits the whole device (``devices/rng.py``) for this type."""
+        kw.setdefault("num_queues", 1)
+        kw.setdefault("msix_vectors", 2)
+        kw.setdefault("queue_max_size", 64)
+        kw["features"] = (kw.get("features", cls.__dataclass_fields__["features"].default)
+                          | 1 << Feature.RING_INDIRECT_DESC | 1 << Feature.RING_EVENT_IDX)
+        return cls(device_type=4, device_cfg_size=4, device_cfg_backend="regfile", **kw)

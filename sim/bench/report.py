@@ -188,6 +188,11 @@ def format_report(res):
             out.append(f"Fmax (nextpnr-ecp5, {fm['device']}, default configuration, {fm['args']}): "
                        f"{fm['fmax_mhz']} MHz; critical path {cp.get('from')} -> {cp.get('to')} "
                        f"({cp.get('segments')} segments)")
+    cdc = res.get("cdc")
+    if cdc:
+        from .cdc import format_cdc
+        out.append("")
+        out.append(f"Clock-domain crossing: {cdc['error']}" if "error" in cdc else format_cdc(cdc))
     sp = res.get("speed")
     if sp:
         out.append("")
@@ -210,6 +215,11 @@ def format_report(res):
         if sp.get("ratio"):
             out.append(f"  C++ harness / cocotb: {sp['ratio']:.0f}x (wall clock), "
                        f"{sp['ratio_cpu']:.0f}x (CPU time)")
+    from .rng import format_rng
+    rng = format_rng(res)
+    if rng:
+        out.append("")
+        out.append(rng)
     v = res.get("verdicts")
     if v:
         missed = [x for x in v if not x[2]]

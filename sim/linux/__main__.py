@@ -8,7 +8,8 @@ import sys
 
 from virtio_pci.params import VirtioPciParams
 
-from ..waves import WAVES_DIR, sanitize_vcd, write_gtkw
+from ..build import build
+from ..waves import WAVES_DIR, save_waves
 from .kernel import cache_dir, ensure_kernel, source_version
 from .report import format_report
 from .run import boot
@@ -38,9 +39,8 @@ def main(argv=None):
         print(f"TLP transcript: {tr} ({n} TLPs)")
     vcd_in = os.path.join(run.outdir, "sim", "dump.vcd")
     if os.path.exists(vcd_in):
-        os.makedirs(WAVES_DIR, exist_ok=True)
-        vcd = sanitize_vcd(vcd_in, os.path.join(WAVES_DIR, "waves.vcd"))
-        gtkw = write_gtkw(vcd, os.path.join(WAVES_DIR, "waves.gtkw"), width=params.data_width)
+        _, desc = build(params, waves=True)          # cached: the build the run used
+        vcd, gtkw = save_waves(vcd_in, WAVES_DIR, desc)
         print(f"waveform: {vcd}\nGTKWave:  gtkwave {gtkw}   (or: make waves)")
     print(f"console: {os.path.join(run.outdir, 'console.txt')}")
     s = run.bridge.get("stats", {})

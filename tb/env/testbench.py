@@ -13,7 +13,11 @@
 
 The host side sits on top: the driver model (``env.drv``: ``tb.host.virtio_driver`` or
 ``tb.host.legacy_driver``) and the MSI-X host (``env.msix``: ``tb.host.msix``) are made by
-``start()``.  A part's methods and attributes are reached on the ``TB`` itself (``env.rd(...)``,
+``start()``, after the root complex enumerated the function.  Their register traffic then takes
+the raw path (``env.access``, ``tb.host.access.RawAccess``: the same requests, straight into
+``rx``), which costs a fraction of the fabric's simulation time; ``host_path="fabric"`` keeps it
+on the root complex.  MSI-X writes and INTx messages always go up through the fabric to the root
+complex's MSI regions.  A part's methods and attributes are reached on the ``TB`` itself (``env.rd(...)``,
 ``env.intx()``, ``env.raw_request(...)``, ``env.dev``); what spans parts (``start``, ``flush``,
 ``settle``, ``check``) is defined here.
 
@@ -25,10 +29,12 @@ from tb.env.fabric import Fabric
 from tb.env.interrupts import Interrupts
 from tb.env.legacy import LegacyIo
 from tb.env.regions import Regions
+from tb.host.access import RawAccess
 from tb.host.legacy_driver import LegacyVirtioDriver
 from tb.host.msix import MsixHost
 from tb.host.virtio_driver import VirtioPciDriver
 from tb.models.virtio_backend import VirtioBackend
+from tb.tlp.convert import tlp_to_dws
 
 __all__ = ["TB", "TransportTB", "IrqTB", "LegacyTB"]
 
@@ -45,11 +51,14 @@ class TB:
     ``backend``: a dict of ``VirtioBackend`` options (``{}`` for the defaults) to attach the
     back-end model; ``interrupts``: record the interrupt traffic; ``legacy``: the legacy I/O part
     and the legacy driver model by default.  ``start_init``: whether ``start()`` takes the device
-    to DRIVER_OK unless told.  ``rx_idle`` / ``tx_stall`` / ``seed``: see ``Fabric``.
+    to DRIVER_OK unless told.  ``host_path``: ``"raw"`` or ``"fabric"``, how the host models reach
+    the function after ``start()``.  ``rx_idle`` / ``tx_stall`` / ``seed``: see ``Fabric``.
     """
 
     def __init__(self, dut, *, backend=None, interrupts=False, legacy=False, start_init=False,
-                 rx_idle=None, tx_stall=None, seed=None):
+                 host_path="raw", rx_idle=None, tx_stall=None, seed=None):
+        if host_path not in ("raw", "fabric"):
+            raise ValueError(f"host_path must be 'raw' or 'fabric', not {host_path!r}")
         self.fabric = Fabric(dut, rx_idle=rx_idle, tx_stall=tx_stall, seed=seed)
         self.regions = Regions(self)
         self._parts = [self.fabric, self.regions]
@@ -65,6 +74,8 @@ class TB:
             self._parts.append(self.io)
         self.drv = None
         self.msix = None
+        self.access = None                  # the host models' path, chosen by start()
+        self._host_path = host_path
         self._start_init = start_init
 
     def __getattr__(self, name):
@@ -81,6 +92,10 @@ class TB:
         it, or with ``init`` take the device to DRIVER_OK (``init_kw`` to the driver's
         ``init``).  Returns the driver model (``env.drv``)."""
         await self.fabric.init()
+        if self._host_path == "raw":
+            bridge = self.fabric.bridge
+            self.access = RawAccess(self.fabric.raw_request,
+                                    lambda tlp: bridge.send_dws(tlp_to_dws(tlp)), self.fabric.dev.pcie_id)
         if self.irqs is not None:
             self.msix = MsixHost(self)
         modern = self.io is None if modern is None else modern
@@ -93,9 +108,14 @@ class TB:
         return self.drv
 
     async def flush(self):
-        """Make every request sent through the root complex reach the RTL before the next raw
-        request: a read through the fabric (which cannot pass posted writes), then rx drained."""
-        await self.fabric.flush()
+        """Make every request sent before reach the RTL and take effect before what follows: a
+        read (which cannot pass posted writes, and whose completion leaves after the effects of
+        every earlier request), then rx drained.  The read takes the host models' path: through
+        the root complex it also orders the fabric's posted writes before later raw requests."""
+        if self.access is not None:
+            await self.access.config_read(0, 4)
+        else:
+            await self.fabric.flush()
         await self.fabric.rx_drained()
 
     async def settle(self, cycles=None):

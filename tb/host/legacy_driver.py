@@ -30,6 +30,7 @@ from dataclasses import dataclass
 
 from cocotb.utils import get_sim_time
 
+from tb.host.access import host_access
 from tb.host.virtio_driver import NO_VECTOR, CfgAccess, DriverError, Status, Transcript, VirtQueue
 
 __all__ = ["LegacyVirtioDriver", "Leg", "LEGACY_NAMES", "legacy_ring_layout", "VRING_ALIGN"]
@@ -90,8 +91,8 @@ class LegacyVirtioDriver(CfgAccess):
 
     def __init__(self, tb, *, transcript=None):
         self.tb = tb
-        self.rc = tb.rc
         self.dev = tb.dev
+        self.bus = host_access(tb)
         self.transcript = transcript if transcript is not None else Transcript()
         self.io_base = None
         self.virtio_id = None
@@ -112,7 +113,7 @@ class LegacyVirtioDriver(CfgAccess):
         return f"legacy.{n}"
 
     async def io_read(self, off, size, name=None):
-        data = await self.rc.io_read(self.io_base + off, size)
+        data = await self.bus.io_read(self.io_base + off, size)
         v = int.from_bytes(data, "little")
         self.transcript.add(get_sim_time("ns"), "io", "R", self.io_base + off, size,
                             name or self._name(off, size), v)
@@ -121,7 +122,7 @@ class LegacyVirtioDriver(CfgAccess):
     async def io_write(self, off, size, value, name=None):
         self.transcript.add(get_sim_time("ns"), "io", "W", self.io_base + off, size,
                             name or self._name(off, size), value)
-        await self.rc.io_write(self.io_base + off, value.to_bytes(size, "little"))
+        await self.bus.io_write(self.io_base + off, value.to_bytes(size, "little"))
 
     # ================================================================ probe
     async def probe(self):

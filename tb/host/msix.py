@@ -7,6 +7,8 @@ import collections
 
 from cocotbext.pcie.core.msi import MsiRegion
 
+from tb.host.access import host_access
+
 __all__ = ["MsixHost", "MSI64_BASE"]
 
 #: where the second (64-bit) MSI region lives in the root complex's memory space
@@ -14,12 +16,14 @@ MSI64_BASE = 0x0000_0040_0000_0000
 
 
 class MsixHost:
-    """The host's view of the function's MSI-X capability (config space through the root
-    complex) and of the table and PBA (memory BAR), as Linux's PCI core programs them."""
+    """The host's view of the function's MSI-X capability (config space) and of the table and
+    PBA (memory BAR), as Linux's PCI core programs them, through the environment's access path
+    (``tb.host.access``); message targets come from the root complex's MSI regions."""
 
     def __init__(self, tb):
         self.tb = tb
         self.rc = tb.rc
+        self.bus = host_access(tb)
         caps = [c for c in tb.desc.caps if c["cap_id"] == 0x11]
         assert len(caps) == 1, f"expected one MSI-X capability, got {caps}"
         self.cap = caps[0]["config_offset"]
@@ -50,7 +54,7 @@ class MsixHost:
 
     # -- capability -------------------------------------------------------------------------
     async def control(self):
-        return int.from_bytes(await self.tb.dev.config_read(self.cap + 2, 2), "little")
+        return int.from_bytes(await self.bus.config_read(self.cap + 2, 2), "little")
 
     async def set_control(self, *, enable=None, fmask=None):
         """Read-modify-write of Message Control (pci_msix_clear_and_set_ctrl)."""
@@ -59,9 +63,15 @@ class MsixHost:
             c = (c | 0x8000) if enable else (c & ~0x8000)
         if fmask is not None:
             c = (c | 0x4000) if fmask else (c & ~0x4000)
-        await self.tb.dev.config_write(self.cap + 2, c.to_bytes(2, "little"))
+        await self.bus.config_write(self.cap + 2, c.to_bytes(2, "little"))
 
     # -- table and PBA ----------------------------------------------------------------------
+    async def _write_dword(self, addr, value):
+        await self.bus.mem_write(addr, value.to_bytes(4, "little"))
+
+    async def _read_dword(self, addr):
+        return int.from_bytes(await self.bus.mem_read(addr, 4), "little")
+
     def region_addr(self, name, off=0):
         return self.tb.bar_addr + self.tb.desc.regions[name]["offset"] + off
 
@@ -71,7 +81,7 @@ class MsixHost:
     async def write_entry(self, v, addr, data, *, masked=True):
         """Program entry ``v``: Vector Control first with the Mask bit, then address and data,
         then Vector Control (as Linux's msix_prepare_msi_desc / __pci_write_msi_msg)."""
-        w = self.rc.mem_write_dword
+        w = self._write_dword
         await w(self.entry_addr(v, 3), 1)
         await w(self.entry_addr(v, 0), addr & 0xFFFF_FFFF)
         await w(self.entry_addr(v, 1), addr >> 32)
@@ -86,11 +96,11 @@ class MsixHost:
             await self.write_entry(first + i, t.addr, t.data, masked=masked)
 
     async def mask(self, v, masked=True):
-        await self.rc.mem_write_dword(self.entry_addr(v, 3), int(masked))
+        await self._write_dword(self.entry_addr(v, 3), int(masked))
 
     async def read_entry(self, v):
         """(address, data, vector control) of entry ``v``."""
-        r = self.rc.mem_read_dword
+        r = self._read_dword
         lo, hi = await r(self.entry_addr(v, 0)), await r(self.entry_addr(v, 1))
         return (hi << 32) | lo, await r(self.entry_addr(v, 2)), await r(self.entry_addr(v, 3))
 
@@ -99,7 +109,8 @@ class MsixHost:
         words = (self.n + 63) // 64
         v = 0
         for i in range(words):
-            v |= (await self.rc.mem_read_qword(self.region_addr("msix_pba", 8 * i))) << (64 * i)
+            data = await self.bus.mem_read(self.region_addr("msix_pba", 8 * i), 8)
+            v |= int.from_bytes(data, "little") << (64 * i)
         return v
 
     def entry_of(self, addr, data):

@@ -30,6 +30,7 @@ __all__ = ["VirtioPciDriver", "VirtQueue", "Transcript", "Status", "COMMON", "NO
            "DriverError", "FeaturesRefused", "CfgType", "F"]
 
 from tb.host.pcispec import CfgType  # noqa: E402  (one table of cfg_type values in the testbench)
+from tb.host.access import host_access  # noqa: E402
 
 NO_VECTOR = 0xFFFF
 
@@ -188,11 +189,11 @@ class VendorCap:
 
 
 class CfgAccess:
-    """Configuration reads and writes through the root complex's device (``self.dev``), recorded in
+    """Configuration reads and writes through the host's access path (``self.bus``), recorded in
     ``self.transcript``; shared by the modern and the legacy driver models."""
 
     async def cfg_read(self, off, size, name=None):
-        data = await self.dev.config_read(off, size)
+        data = await self.bus.config_read(off, size)
         v = int.from_bytes(data, "little")
         self.transcript.add(get_sim_time("ns"), "cfg", "R", off, size, name or f"cfg[{off:#05x}]", v)
         return v
@@ -200,11 +201,12 @@ class CfgAccess:
     async def cfg_write(self, off, size, value, name=None):
         self.transcript.add(get_sim_time("ns"), "cfg", "W", off, size, name or f"cfg[{off:#05x}]",
                             value)
-        await self.dev.config_write(off, value.to_bytes(size, "little"))
+        await self.bus.config_write(off, value.to_bytes(size, "little"))
 
 
 class VirtioPciDriver(CfgAccess):
-    """``tb``: a ``tb.env.testbench.TB`` after enumeration (its ``rc`` and ``dev`` are used).
+    """``tb``: a ``tb.env.testbench.TB`` after enumeration (its ``dev`` and access path,
+    ``tb.host.access.host_access``, are used).
 
     ``poll_limit``: reads before a poll loop (reset, queue reset) gives up.  ``poll_delay_ns``:
     time between polls (Linux: ``msleep(1)``; here a few cycles).
@@ -212,8 +214,8 @@ class VirtioPciDriver(CfgAccess):
 
     def __init__(self, tb, *, poll_limit=200, poll_delay_ns=40, transcript=None):
         self.tb = tb
-        self.rc = tb.rc
         self.dev = tb.dev
+        self.bus = host_access(tb)
         self.poll_limit = poll_limit
         self.poll_delay_ns = poll_delay_ns
         self.transcript = transcript if transcript is not None else Transcript()
@@ -244,7 +246,7 @@ class VirtioPciDriver(CfgAccess):
         return "mem"
 
     async def mem_read(self, addr, size, name=None):
-        data = await self.rc.mem_read(addr, size)
+        data = await self.bus.mem_read(addr, size)
         v = int.from_bytes(data, "little")
         self.transcript.add(get_sim_time("ns"), "mem", "R", addr, size, name or self._name(addr, size), v)
         return v
@@ -252,7 +254,7 @@ class VirtioPciDriver(CfgAccess):
     async def mem_write(self, addr, size, value, name=None):
         self.transcript.add(get_sim_time("ns"), "mem", "W", addr, size, name or self._name(addr, size),
                             value)
-        await self.rc.mem_write(addr, value.to_bytes(size, "little"))
+        await self.bus.mem_write(addr, value.to_bytes(size, "little"))
 
     async def read(self, cfg_type, off, size):
         mp = self.maps[cfg_type]

@@ -12,6 +12,11 @@ Data sources:
 * configuration space: reset values and RW / RW1C masks of
   ``virtio_pci.config.capabilities.build_config_image(params)`` (Initiate FLR is a strobe that reads
   0; Status.Interrupt Status is dynamic: ISR non-zero while MSI-X is disabled);
+* power management, from the PCI PM rules rather than the image's RW mask (``ConfigModel``):
+  PowerState takes D0 and D3hot, which every function supports, and D1 / D2 only when PMC
+  advertises them (PCI PM 1.2 3.2.4: a write of an unsupported state is discarded); in D3hot
+  (PCIe 5.3.1.4.1) memory and I/O requests are Unsupported Requests, the PCI-cfg window reaches
+  nothing, and no MSI-X write or INTx assertion is initiated (``d0``);
 * the PCI-cfg window (``pci_cfg_data``, VIRTIO 4.1.4.9, the rules of
   ``virtio/pci_cfg_window.py``'s docstring): a write stores the enabled bytes and, through a valid
   window, writes the first ``length`` bytes of the data to the BAR; a read through a valid window
@@ -106,10 +111,25 @@ class ConfigModel:
             return
         _, rw, rw1c = self.img.dword(dw)
         bm = bytemask(be)
-        v = self.regs[dw]
-        v = (v & ~(bm & rw)) | (data & bm & rw)
+        old = self.regs[dw]
+        v = (old & ~(bm & rw)) | (data & bm & rw)
         v &= ~(data & bm & rw1c) & DATA_MASK
+        pm = self.fields["pm_csr"]
+        if dw == pm.dword and be >> (pm.bit // 8) & 1:
+            state = data >> pm.bit & 3
+            if state not in self.supported_states():
+                state = old >> pm.bit & 3           # PCI PM 1.2 3.2.4: discarded
+            v = (v & ~(3 << pm.bit)) | state << pm.bit
         self.regs[dw] = v
+
+    def supported_states(self):
+        """D0 and D3hot always; D1 / D2 when PMC (the dword before PMCSR, bits 25 / 26) says."""
+        pmc = self.regs[self.fields["pm_csr"].dword - 1] >> 16
+        return {0, 3} | ({1} if pmc >> 9 & 1 else set()) | ({2} if pmc >> 10 & 1 else set())
+
+    @property
+    def d0(self):
+        return self.field("pm_csr") & 3 == 0
 
     def field(self, name):
         f = self.fields[name]
@@ -143,7 +163,10 @@ class IrqModel:
     * ``ev`` / ``rcv``: events and messages since the pending bit was last known.
 
     At a drained point (``resolve``), with the PBA as read: a deliverable vector must be sent and
-    not pending, an owed message must have arrived, a known pending bit must be what the PBA
+    not pending, unless it may still send a message (``maxmsg`` > 0: an event arrived after the
+    message that covered the earlier ones had started, so the function pends it again): then it
+    stays owed and unknown, and the message must come before a later drained point; an owed
+    message must have arrived, a known pending bit must be what the PBA
     shows, and an unknown one must be 1 if no message came since its events and 0 if every event
     got its own message; afterwards every bit is known again and no message may come unless a
     new event or an unmask asks for one.  INTx: messages must alternate, be no more than the
@@ -255,7 +278,8 @@ class RefModel:
     def deliverable(self):
         """Bit mask of the vectors an MSI-X message may be sent for now."""
         c = self.cfg
-        if c.field("msix_enable") and not c.field("msix_fmask") and self.command >> 2 & 1:
+        if (c.field("msix_enable") and not c.field("msix_fmask") and self.command >> 2 & 1
+                and c.d0):
             return ~self.mask & ((1 << self.nvec) - 1)
         return 0
 
@@ -267,7 +291,7 @@ class RefModel:
 
     def intx_want(self):
         return bool(self.isr and not self.cfg.field("msix_enable")
-                    and not self.command >> 10 & 1)
+                    and not self.command >> 10 & 1 and self.cfg.d0)
 
     def _irq_update(self):
         """After any change: vectors that became (not) deliverable, the wanted INTx state."""
@@ -382,6 +406,14 @@ class RefModel:
                 continue
             a = pba >> v & 1
             if q.deliv >> v & 1:
+                if a and q.maxmsg[v] > 0:
+                    # an event came after the message that covered the earlier ones had started:
+                    # the function rightly pends the vector again and owes one more message
+                    # (issue 11 item 5: many events on few vectors); it must come, so the vector
+                    # stays owed and unknown until a later PBA read shows it sent
+                    q.pend[v] = None
+                    q.owed[v] = True
+                    continue
                 if a:
                     errs.append(f"PBA bit {v} set while the vector is deliverable")
             elif q.pend[v] is None:
@@ -417,10 +449,10 @@ class RefModel:
 
     def env(self):
         return Env(bar_base=self.bar_base, bar_size=self.bar_size,
-                   mem_enable=self.command >> 1 & 1, mps_code=self.cfg.field("mps"),
+                   mem_enable=self.command >> 1 & self.cfg.d0, mps_code=self.cfg.field("mps"),
                    mps_supported=self.p.max_payload_supported,
                    io_base=self.io_base if self.transitional else None, io_size=self.io_size,
-                   io_enable=self.command & 1)
+                   io_enable=self.command & self.cfg.d0)
 
     # ---- legacy header (I/O BAR0 of a transitional device) ----
     def legacy_hdr_dw(self):
@@ -630,6 +662,8 @@ class RefModel:
         c = self.cfg
         off, ln = c.field("pci_cfg_offset"), c.field("pci_cfg_length")
         if ln not in (1, 2, 4) or off % ln or c.field("pci_cfg_bar") != self.p.mem_bar:
+            return False
+        if not c.d0:                                # D3hot: no memory access (5.3.1.4.1)
             return False
         return any(r.offset <= off and off + ln <= r.offset + r.length
                    for name, r in self.regions.items()

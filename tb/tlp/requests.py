@@ -62,37 +62,36 @@ def mem_tlp(write, addr, length_dw=1, *, fbe=0xF, lbe=None, data=None, fmt64=Non
     return t
 
 
-def cfg_tlp(write, addr, *, dest, fbe=0xF, data=0, type1=False, tag=0, rid=RAW_REQUESTER, tc=0,
-            ep=False):
-    """A configuration request (CfgRd0/CfgWr0, or type 1) to byte address ``addr`` (DW-aligned,
-    0..0xFFC) of function ``dest`` (``PcieId``), with any first byte-enable pattern."""
+def _one_dw(fmt_type, address, write, fbe, data, ids):
+    """A one-DW request (configuration or I/O): ``address`` DW-aligned, first BE ``fbe``."""
     t = Tlp()
-    t.fmt_type = {(False, False): TlpType.CFG_READ_0, (True, False): TlpType.CFG_WRITE_0,
-                  (False, True): TlpType.CFG_READ_1, (True, True): TlpType.CFG_WRITE_1}[
-                      bool(write), bool(type1)]
-    _ids(t, tag, rid, tc, 0, ep)
-    t.dest_id = dest
-    t.address = addr & 0xFFC
+    t.fmt_type = fmt_type
+    _ids(t, *ids)
+    t.address = address
     t.length = 1
     t.first_be = fbe
     t.last_be = 0
     if write:
         t.data = _dw_bytes([data])
+    return t
+
+
+def cfg_tlp(write, addr, *, dest, fbe=0xF, data=0, type1=False, tag=0, rid=RAW_REQUESTER, tc=0,
+            ep=False):
+    """A configuration request (CfgRd0/CfgWr0, or type 1) to byte address ``addr`` (DW-aligned,
+    0..0xFFC) of function ``dest`` (``PcieId``), with any first byte-enable pattern."""
+    kind = {(False, False): TlpType.CFG_READ_0, (True, False): TlpType.CFG_WRITE_0,
+            (False, True): TlpType.CFG_READ_1, (True, True): TlpType.CFG_WRITE_1}[
+                bool(write), bool(type1)]
+    t = _one_dw(kind, addr & 0xFFC, write, fbe, data, (tag, rid, tc, 0, ep))
+    t.dest_id = dest
     return t
 
 
 def io_tlp(write, addr, *, fbe=0xF, data=0, tag=0, rid=RAW_REQUESTER):
     """An I/O request (IORd/IOWr): one DW at DW-aligned ``addr``, first BE ``fbe``."""
-    t = Tlp()
-    t.fmt_type = TlpType.IO_WRITE if write else TlpType.IO_READ
-    _ids(t, tag, rid, 0, 0, False)
-    t.address = addr & ~3
-    t.length = 1
-    t.first_be = fbe
-    t.last_be = 0
-    if write:
-        t.data = _dw_bytes([data])
-    return t
+    return _one_dw(TlpType.IO_WRITE if write else TlpType.IO_READ, addr & ~3, write, fbe, data,
+                   (tag, rid, 0, 0, False))
 
 
 # ---- DW-list forms (the RTL's stream convention) --------------------------------------------------

@@ -6,7 +6,8 @@ Timing convention of every helper: values are *sampled at the clock edge* with
 that edge (``Bench.cycle``, a free-running counter in the bench), so testbenches that run in
 parallel agree on cycle numbers without depending on their scheduling order.
 
-Waveforms: set ``UNIT_WAVES=1`` and every bench writes ``build/unit_waves/<name>.vcd`` (GTKWave).
+Waveforms: set ``UNIT_WAVES=1`` (or ``VPCI_WAVES=1``, ``make test WAVES=1``) and every bench writes
+``build/unit_waves/<name>.vcd`` (GTKWave).
 """
 import inspect
 import os
@@ -60,7 +61,7 @@ class Bench:
             raise AssertionError(f"{self.name}: testbenches still running after {timeout} cycles")
         sim.add_testbench(watchdog, background=True)
 
-        if os.environ.get("UNIT_WAVES"):
+        if os.environ.get("UNIT_WAVES") or os.environ.get("VPCI_WAVES", "") not in ("", "0"):
             os.makedirs("build/unit_waves", exist_ok=True)
             with sim.write_vcd(f"build/unit_waves/{self.name}.vcd"):
                 sim.run()

@@ -200,3 +200,49 @@ def test_config_notify_and_irq_gating():
     b.add(main)
     b.run(timeout=500)
     assert seen == [0, 1, 1, 0], f"config_notify pulses {seen}"
+
+
+def _negotiate(ctx, bus, features):
+    """Reset-free feature step on a fresh CommonCfg: ACKNOWLEDGE | DRIVER, the 128 driver feature
+    bits, FEATURES_OK; returns the status read back."""
+    async def run():
+        await wr(ctx, bus, 0x14, 0x03, be=0b0001)
+        for sel in range(4):
+            await wr(ctx, bus, 0x08, sel)
+            await wr(ctx, bus, 0x0C, (features >> (32 * sel)) & 0xFFFF_FFFF)
+        await wr(ctx, bus, 0x14, 0x0B, be=0b0001)
+        return (await rd(ctx, bus, 0x14)) & 0xFF
+    return run()
+
+
+def test_features_ok_device_type_prerequisites():
+    """FEA-02, DRV-11, FEA-01: FEATURES_OK is refused for a device-type bit whose prerequisites
+    the driver left out (VIRTIO 1.3 5.1.3.1: MQ needs CTRL_VQ; HOST_ECN needs HOST_TSO4 or
+    HOST_TSO6), and accepted with them (virtio-net offering those bits)."""
+    from virtio_pci.virtio import feature_rules as fr
+    v1 = 1 << 32
+    offered = ((1 << fr.NET_MQ) | (1 << fr.NET_CTRL_VQ) | (1 << fr.NET_CSUM)
+               | (1 << fr.NET_HOST_TSO4) | (1 << fr.NET_HOST_TSO6) | (1 << fr.NET_HOST_ECN))
+    p = VirtioPciParams.virtio_net(queue_pairs=2, features=v1 | offered)
+    cases = [
+        (v1 | (1 << fr.NET_MQ), False),
+        (v1 | (1 << fr.NET_MQ) | (1 << fr.NET_CTRL_VQ), True),
+        (v1 | (1 << fr.NET_HOST_ECN) | (1 << fr.NET_CSUM), False),
+        (v1 | (1 << fr.NET_HOST_ECN) | (1 << fr.NET_CSUM) | (1 << fr.NET_HOST_TSO6), True),
+        (v1 | (1 << fr.NET_HOST_TSO4), False),                     # needs CSUM
+        (v1 | (1 << fr.NET_HOST_TSO4) | (1 << fr.NET_CSUM), True),
+    ]
+    for feats, ok in cases:
+        dut = CommonCfg(p)
+        b = Bench(dut, "cc_fok_prereq")
+        got = []
+
+        async def main(ctx, feats=feats):
+            got.append(await _negotiate(ctx, dut.bus, feats))
+            got.append(ctx.get(dut.driver_features))
+
+        b.add(main)
+        b.run()
+        want = 0x0B if ok else 0x03
+        assert got[0] == want, f"features {feats:#x}: status {got[0]:#x}, expected {want:#x}"
+        assert got[1] == (feats if ok else 0)

@@ -27,7 +27,12 @@ class CfgModel:
     def write(self, addr, be, wdata):
         _, rw, rw1c = self.img.dword(addr)
         bm = sum(0xFF << 8 * i for i in range(4) if be >> i & 1)
-        v = (self.v[addr] & ~(bm & rw)) | (wdata & bm & rw)
+        old = self.v[addr]
+        v = (old & ~(bm & rw)) | (wdata & bm & rw)
+        pm = self.img.fields["pm_csr"]
+        if addr == pm.dword and be >> (pm.bit // 8) & 1 and (wdata >> pm.bit & 3) in (1, 2):
+            # D1 / D2 are not supported: such a PowerState is discarded (PCI PM 1.2 3.2.4)
+            v = (v & ~(3 << pm.bit)) | (old & (3 << pm.bit))
         self.v[addr] = v & ~(wdata & bm & rw1c)
 
     def read(self, addr):
@@ -162,6 +167,7 @@ def test_random_writes_obey_masks(p):
             assert ctx.get(dut.pci_cfg_bar) == model.field("pci_cfg_bar")
             assert ctx.get(dut.pci_cfg_offset) == model.field("pci_cfg_offset")
             assert ctx.get(dut.pci_cfg_length) == model.field("pci_cfg_length")
+            assert ctx.get(dut.d3hot) == (model.field("pm_csr") & 3 == 3)
             if p.transitional:
                 io_bits = (p.io_bar_size - 1).bit_length()
                 assert ctx.get(dut.io_bar_base) == model.field("io_bar") & ~((1 << io_bits) - 1)

@@ -39,7 +39,8 @@ def field(raw, fields, name):
 
 def test_virtio_net_layout():
     """DCF-01, DCF-D1, DCF-D2, FEA-01: virtio-net preset: MAC, status, queue pairs and MTU at
-    their 5.1.4 offsets, little-endian, with VIRTIO_NET_F_MAC/STATUS/MTU/MQ offered."""
+    their 5.1.4 offsets, little-endian, with VIRTIO_NET_F_MAC/STATUS/MTU/MQ offered, and
+    VIRTIO_NET_F_CTRL_VQ with MQ (MQ requires it, VIRTIO 1.3 5.1.3.1)."""
     p = VirtioPciParams.virtio_net(mac=b"\x02\x11\x22\x33\x44\x55", queue_pairs=2, mtu=9000)
     raw = read_all(p)
     assert field(raw, NET_FIELDS, "mac") == b"\x02\x11\x22\x33\x44\x55"
@@ -47,7 +48,7 @@ def test_virtio_net_layout():
     assert field(raw, NET_FIELDS, "max_virtqueue_pairs") == 2
     assert field(raw, NET_FIELDS, "mtu") == 9000
     assert p.num_queues == 5 and p.device_type == 1
-    for bit in (3, 5, 16, 22):
+    for bit in (3, 5, 16, 17, 22):
         assert p.offers(bit), f"feature {bit} not offered"
     assert p.device_cfg_size >= 12       # covers every field of the offered features
 
@@ -80,5 +81,5 @@ def test_example_parameter_files(name):
 
 
 def test_preset_unknown():
-    with pytest.raises(ValueError, match="preset must be 'virtio_net' or 'virtio_blk', not 'x'"):
+    with pytest.raises(ValueError, match="preset must be 'virtio_net', 'virtio_blk' or 'virtio_rng', not 'x'"):
         VirtioPciParams.from_dict({"preset": "x"})

@@ -171,3 +171,32 @@ def test_legacy_only_features_need_transitional():
     with pytest.raises(ValueError, match="FEA-03"):
         VirtioPciParams(features=f)
     VirtioPciParams(features=f, transitional=True, mem_bar=2)
+
+
+@pytest.mark.parametrize("bits, message, needed", [
+    ((22,), "features offer bit 22 without its prerequisite bit 17 (FEA-01)", (17,)),
+    ((11,), "features offer bit 11 without its prerequisite bit 0 (FEA-01)", (0,)),
+    ((0, 13), "features offer bit 13 without its prerequisite bit 11 or 12 (FEA-01)", (12,)),
+    ((1, 9), "features offer bit 9 without its prerequisite bit 7 or 8 (FEA-01)", (7,)),
+    ((18,), "features offer bit 18 without its prerequisite bit 17 (FEA-01)", (17,)),
+])
+def test_device_feature_prerequisites(bits, message, needed):
+    """FEA-01: an offered virtio-net bit without its prerequisites (VIRTIO 1.3 5.1.3.1) is a
+    construction error naming the missing bit; the same bits with their prerequisites build."""
+    feats = V1 | sum(1 << b for b in bits)
+    with pytest.raises(ValueError, match=re.escape(message)):
+        VirtioPciParams(device_type=1, features=feats)
+    fixed = feats | sum(1 << b for b in needed)
+    assert VirtioPciParams(device_type=1, features=fixed).features == fixed
+    # the same bits on a device type without those rules (blk: 5.2.3 states none) are accepted
+    assert VirtioPciParams(device_type=2, features=feats).features == feats
+
+
+@pytest.mark.parametrize("pairs", [1, 2, 8])
+def test_net_preset_offers_legal_set(pairs):
+    """FEA-01: the virtio-net preset offers VIRTIO_NET_F_MQ only with VIRTIO_NET_F_CTRL_VQ
+    (5.1.3.1), so device_feature select 0 reads 0x00430028 with more than one pair."""
+    p = VirtioPciParams.virtio_net(queue_pairs=pairs)
+    assert p.offers(22) == (pairs > 1)
+    assert p.offers(17) == (pairs > 1)
+    assert p.feature_words[0] == (0x00430028 if pairs > 1 else 0x00010028)

@@ -141,3 +141,58 @@ def test_isr_and_intx(msix):
     m = _model(msix=False)
     m.irq_request(0, False)
     assert any("INTx" in e for e in m.resolve(None)), "missing Assert accepted"
+
+
+def test_event_after_message_started_repends_vector():
+    """MSX-D1: two events on a deliverable vector, the first message covering only the
+    first (it had started): the PBA shows the vector pending again at the drained point.  That is
+    allowed while a message may still come (issue 11 item 5: 1025 events on 64 vectors at start-up),
+    the vector stays owed, and the message must come before the next drained point, or it fails;
+    a third message is never allowed."""
+    m = _model()
+    _unmask(m, 0)
+    m.irq_request(0, False)
+    m.irq_request(0, False)                   # arrives after the first message started
+    assert _msg(m, 0) is None
+    assert m.resolve(1) == [], "re-pended vector refused"
+    assert m.missing_msix() == [0], "the second message is still owed"
+    assert _msg(m, 0) is None
+    assert m.resolve(0) == []
+    assert _msg(m, 0) is not None, "a third message for two events"
+    # the same, but the owed message never comes: the next drained point fails
+    m = _model()
+    _unmask(m, 1)
+    m.irq_request(1, False)
+    m.irq_request(1, False)
+    assert _msg(m, 1) is None
+    assert m.resolve(1 << 1) == []
+    errs = m.resolve(1 << 1)
+    assert any("vector 1 missing" in e for e in errs), errs
+    # with every event answered, a set PBA bit of a deliverable vector still fails
+    m = _model()
+    _unmask(m, 2)
+    m.irq_request(2, False)
+    assert _msg(m, 2) is None
+    assert any("PBA bit 2 set" in e for e in m.resolve(1 << 2))
+
+
+def test_d3hot_gates_delivery_from_pm_rules():
+    """PCI-01, MSX-D1: the model's power states come from the PM rules: PowerState 1 and 2 are
+    discarded (PMC advertises no D1/D2), D3hot makes no vector deliverable and memory requests
+    unserved, and D0 makes a pending vector owed again (PCI PM 1.2 3.2.4, PCIe 5.3.1.4.1)."""
+    m = _model()
+    _unmask(m, 0)
+    c = m.cfg
+    pm = c.fields["pm_csr"]
+    for state, want in ((1, 0), (2, 0), (3, 3), (2, 3), (1, 3), (0, 0)):
+        c.write(pm.dword, 1 << (pm.bit // 8), state << pm.bit)
+        assert c.field("pm_csr") & 3 == want, (state, c.field("pm_csr"))
+    c.write(pm.dword, 1 << (pm.bit // 8), 3 << pm.bit)
+    m._irq_update()
+    assert not m.cfg.d0 and m.deliverable() == 0 and not m.env().mem_enable
+    m.irq_request(0, False)
+    assert m.missing_msix() == [] and _msg(m, 0) is not None, "MSI-X write in D3hot"
+    c.write(pm.dword, 1 << (pm.bit // 8), 0)
+    m._irq_update()
+    assert m.missing_msix() == [0] and _msg(m, 0) is None
+    assert m.resolve(0) == []

@@ -7,15 +7,44 @@ Every dword with a read-write or write-1-to-clear bit becomes a register with th
 every other dword is a constant; dwords that the image leaves zero (all of the extended space from
 0x100 on, apart from the empty list header) read 0.  Writes honour the byte enables and the masks
 (CAP-D2: read-only bits never change).  ``rdata`` is valid the cycle after the access.
+
+Power management (PCI Bus Power Management 1.2 section 3.2.4, PCIe Base 5.3.1): the function
+supports D0 and D3hot only (PMC advertises neither D1 nor D2), so a write of PowerState 1 or 2 is
+discarded and the field keeps its state (the other bits of that write apply).  ``d3hot`` is high
+while PowerState is 3; the top level then refuses memory and I/O requests (Unsupported Request)
+and initiates no requests (MSI-X messages stay pending, INTx is deasserted); configuration
+requests are served in every state.  No_Soft_Reset is 1: D3hot -> D0 keeps every register.
+FLR and conventional reset return the function to D0.
+Hard-IP mode (``params.hard_ip``): a vendor hard IP owns the header, the BARs and its own
+capabilities and forwards only some configuration accesses (its configuration-extension
+interface) to this space, which keeps answering them from the same image.  The state the rest of
+the endpoint uses then comes from the IP's status ports on ``hip`` (``HardIpStatus``) instead of
+the soft registers: Memory Space and Bus Master Enable, MSI-X Enable and Function Mask, MPS, MRRS,
+bus/device number, and FLR (a pulse, ``flr``).  ``mem_bar_base`` is 0: the adapter presents memory
+requests with the offset inside the BAR as their address.
 """
 from amaranth.hdl import Cat, Const, Module, Signal
-from amaranth.lib import wiring
+from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..regbus import RegBusSignature, byte_mask
 from .capabilities import build_config_image
 
-__all__ = ["ConfigSpace"]
+__all__ = ["ConfigSpace", "HardIpStatus"]
+
+
+class HardIpStatus(data.Struct):
+    """Configuration state from a hard IP's status ports (hard-IP mode), sampled every cycle."""
+    mem_enable: 1       # Command.Memory Space Enable
+    bus_master: 1       # Command.Bus Master Enable
+    intx_disable: 1     # Command.Interrupt Disable
+    msix_enable: 1      # MSI-X Message Control.MSI-X Enable
+    msix_fmask: 1       # MSI-X Message Control.Function Mask
+    mps: 3              # Device Control.Max_Payload_Size encoding
+    mrrs: 3             # Device Control.Max_Read_Request_Size encoding
+    bus: 8              # captured bus number
+    device: 5           # device number
+    flr: 1              # one-cycle pulse: a Function Level Reset started
 
 
 class ConfigSpace(wiring.Component):
@@ -28,6 +57,10 @@ class ConfigSpace(wiring.Component):
     int_status : In, shown in Status bit 3 (Interrupt Status).
     set_* : In, one-cycle pulses that set write-1-to-clear error bits.
     flr : Out, one-cycle pulse when software writes 1 to Initiate Function Level Reset.
+    d3hot : Out, PowerState is D3hot (registered: from the cycle after the CfgWr that set it).
+    flr : Out, one-cycle pulse when software writes 1 to Initiate Function Level Reset (hard-IP
+        mode: ``hip.flr``).
+    hip : In ``HardIpStatus`` (hard-IP mode only).
     """
 
     def __init__(self, params):
@@ -62,6 +95,8 @@ class ConfigSpace(wiring.Component):
             "set_nonfatal_detected": In(1),
             "set_correctable_detected": In(1),
             "flr": Out(1),
+            "d3hot": Out(1),
+            **({"hip": In(HardIpStatus)} if params.hard_ip else {}),
         })
 
     def elaborate(self, platform):
@@ -105,12 +140,18 @@ class ConfigSpace(wiring.Component):
 
         # ---- write ----
         bm = byte_mask(bus.be)
+        pm = img.fields["pm_csr"]
         for i, reg in regs.items():
             _, rw, rw1c = img.dword(i)
             with m.If(bus.en & bus.write & (bus.addr == i)):
-                nv = (reg & ~(bm & rw)) | (bus.wdata & bm & rw)
-                nv = nv & ~(bus.wdata & bm & rw1c)
+                nv = ((reg & ~(bm & rw)) | (bus.wdata & bm & rw)) & ~(bus.wdata & bm & rw1c)
                 m.d.sync += reg.eq(nv)
+                if i == pm.dword:
+                    # PowerState (bits 1:0): D1 and D2 are not supported, so such a write is
+                    # discarded (PCI PM 1.2 3.2.4); the rest of the write applies
+                    ps = nv[pm.bit:pm.bit + 2]
+                    with m.If((ps == 1) | (ps == 2)):
+                        m.d.sync += reg[pm.bit:pm.bit + 2].eq(reg[pm.bit:pm.bit + 2])
 
         # ---- hardware-set error bits (write-1-to-clear) ----
         def set_bits(name, bit_in_field, pulse):
@@ -156,8 +197,26 @@ class ConfigSpace(wiring.Component):
             self.pci_cfg_offset.eq(fld("pci_cfg_offset")),
             self.pci_cfg_length.eq(fld("pci_cfg_length")),
             self.pci_cfg_data.eq(fld("pci_cfg_data")),
+            self.d3hot.eq(fld("pm_csr")[:2] == 3),
         ]
+        if p.hard_ip:
+            self._hard_ip(m)
         if p.has_io_bar:
             io_bits = (p.io_bar_size - 1).bit_length()
             m.d.comb += self.io_bar_base.eq(Cat(Const(0, io_bits), fld("io_bar")[io_bits:]))
         return m
+
+    def _hard_ip(self, m):
+        """Hard-IP mode: the fields the endpoint acts on follow the IP (last assignment wins)."""
+        hip = self.hip
+        cmd = Cat(Const(0, 1), hip.mem_enable, hip.bus_master, Const(0, 7), hip.intx_disable,
+                  Const(0, 5))
+        m.d.comb += [
+            self.command.eq(cmd),
+            self.mem_bar_base.eq(0),
+            self.msix_enable.eq(hip.msix_enable),
+            self.msix_fmask.eq(hip.msix_fmask),
+            self.mps.eq(hip.mps),
+            self.mrrs.eq(hip.mrrs),
+            self.flr.eq(hip.flr),
+        ]

@@ -16,6 +16,18 @@ Two pipeline stages:
 Timing: an operation in S1 at cycle t makes its access at t (when not stalled), its completion
 chunk is offered at t+1 and its beat is on ``tx`` at t+2.  With the depacketizer's register the
 answer to a single-DW read starts 3 cycles after the request's last beat.
+
+No stuck party wedges the function (DESIGN.md section 4): with ``timeout`` = T, an operation whose
+target keeps ``ready`` low for T cycles (a back-end that does not take a doorbell, an external
+device-config back-end that does not answer, a legacy access waiting for a ``reset_ack`` that
+never comes) is *abandoned*: it leaves S1 without an access, a read completes with data 0 (status
+SC: the completion is already framed when an access of a multi-DW read times out), a write is
+dropped, and ``abandon`` pulses (the top level counts it and sets DEVICE_NEEDS_RESET).  That
+target is then *stuck*: later operations to it that find it not ready are abandoned at once,
+without waiting T again, until it shows life: its ``ready`` is high, or its bit of ``alive`` is
+(a request/response target whose ``ready`` needs an access: the device-config port, once the
+back-end took and answered the abandoned request).  So every operation leaves S1 within
+T cycles, and configuration requests behind back-end accesses always make progress.
 """
 from amaranth.hdl import Cat, Const, Module, Mux, Signal
 from amaranth.lib import stream, wiring
@@ -49,13 +61,22 @@ class Target:
 
 
 class Dispatcher(wiring.Component):
-    def __init__(self, op_addr_width, targets):
+    """``timeout``: cycles an operation may wait for a target before it is abandoned (None: it
+    waits for ever).  ``abandon``: Out pulse, an operation was abandoned this cycle.  ``alive``:
+    In, one bit per target (in ``targets`` order): that target answers again (clears *stuck*)."""
+
+    def __init__(self, op_addr_width, targets, timeout=None):
         self._targets = list(targets)
+        if timeout is not None and not 2 <= timeout <= 1 << 20:
+            raise ValueError(f"dispatcher timeout must be 2..{1 << 20} cycles, not {timeout!r}")
+        self._timeout = timeout
         members = {
             "op": In(stream.Signature(OpLayout(op_addr_width))),
             "chunk": Out(stream.Signature(ChunkLayout)),
             "completer_id": In(16),
             "mute": In(1),
+            "abandon": Out(1),
+            "alive": In(len(self._targets)),
         }
         for t in self._targets:
             members[f"t_{t.name}"] = Out(RegBusSignature(t.addr_width))
@@ -102,7 +123,29 @@ class Dispatcher(wiring.Component):
         chunk = self.chunk
         s2_free = ~s2_valid | ~s2_need | (chunk.valid & chunk.ready)
 
-        m.d.comb += op.ready.eq(s2_free & tgt_ready)
+        # ---- bounded wait (see the module docstring) ----
+        abandon = Signal()
+        if self._timeout is not None:
+            T = self._timeout
+            waited = Signal(range(T))
+            stuck = Signal(n)        # one flag per target
+            waiting = op.valid & s2_free & ~tgt_ready
+            hit_stuck = (hit & stuck).any()
+            m.d.comb += abandon.eq(waiting & ((waited == T - 1) | hit_stuck))
+            with m.If(waiting & ~abandon):
+                m.d.sync += waited.eq(waited + 1)
+            with m.Else():
+                m.d.sync += waited.eq(0)
+            alive = Signal(n)
+            m.d.comb += alive.eq(self.alive | Cat(*(self.bus(t.name).ready
+                                                    for t in self._targets)))
+            with m.If(abandon):
+                m.d.sync += stuck.eq(stuck | hit)
+            with m.Else():
+                m.d.sync += stuck.eq(stuck & ~alive)
+        m.d.comb += self.abandon.eq(abandon)
+
+        m.d.comb += op.ready.eq(s2_free & (tgt_ready | abandon))
         for i, t in enumerate(self._targets):
             m.d.comb += self.bus(t.name).en.eq(op.valid & s2_free & hit[i])
 
@@ -120,7 +163,7 @@ class Dispatcher(wiring.Component):
                 s2_rlen.eq(o.rlen),
             ]
             for i in range(n):
-                with m.If(hit[i]):
+                with m.If(hit[i] & ~abandon):       # abandoned: no target, reads 0
                     m.d.sync += s2_tgt.eq(i)
 
         # ---- S2: read data and completion chunk ----

@@ -6,7 +6,8 @@ The 64-byte 1.3 layout at spec offsets.  Decisions where the specification leave
 
 * Feature windows for selects 0-3 (128 offered bits); other selects read 0 and ignore writes.
   ``driver_feature`` reads back the bits written (offered or not); FEATURES_OK validates them:
-  unoffered bits, a missing VERSION_1, a missing prerequisite or the back-end's ``features_veto``
+  unoffered bits, a missing VERSION_1, a missing prerequisite (transport and device-type rules
+  of ``feature_rules.py``: VIRTIO 1.3 chapter 6, 5.1.3.1) or the back-end's ``features_veto``
   refuse it (the bit reads back 0, the other bits of that write are kept).  Once FEATURES_OK is set,
   feature writes are ignored and FEATURES_OK cannot be cleared except by reset.
 * Writing 0 to ``device_status`` asks the back-end to reset (``reset_req``); until ``reset_ack`` the
@@ -66,6 +67,7 @@ from amaranth.lib.wiring import In, Out
 
 from ..params import LEGACY_ONLY_FEATURES, Feature
 from ..regbus import RegBusSignature
+from .feature_rules import rules_for
 
 __all__ = ["CommonCfg", "QueueRow", "QueueEvent", "QueueEventKind", "NO_VECTOR", "Status"]
 
@@ -107,12 +109,6 @@ class QueueEvent(data.Struct):
     kind: QueueEventKind
 
 
-#: feature -> features it requires (VIRTIO 1.3 chapter 6 and 5.1.3.1 for virtio-net)
-FEATURE_REQUIRES = {
-    Feature.NOTIF_CONFIG_DATA: (Feature.VERSION_1,),
-    Feature.RING_RESET: (Feature.VERSION_1,),
-    Feature.ADMIN_VQ: (Feature.VERSION_1,),
-}
 
 
 class CommonCfg(wiring.Component):
@@ -389,9 +385,13 @@ class CommonCfg(wiring.Component):
                             offered = Const(modern_features, 128)
                             checks = [(all_feat & ~offered) == 0, all_feat[Feature.VERSION_1],
                                       ~self.features_veto]
-                            for f, reqs in FEATURE_REQUIRES.items():
+                            # transport and device-type prerequisites (feature_rules.py)
+                            req_all, req_any = rules_for(p.device_type)
+                            for f, reqs in req_all.items():
                                 for r in reqs:
                                     checks.append(~all_feat[f] | all_feat[r])
+                            for f, reqs in req_any.items():
+                                checks.append(~all_feat[f] | Cat(*(all_feat[r] for r in reqs)).any())
                             m.d.comb += ok.eq(Cat(*checks).all())
                             keep_fok = status[3]
                             set_fok = v[3] & (keep_fok | ok)

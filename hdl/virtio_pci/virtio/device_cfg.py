@@ -8,6 +8,12 @@ cycle keeps the 3-cycle read latency; a slower one stalls the request pipeline. 
 a request: a driver must not write the device configuration before FEATURES_OK (VIRTIO 3.1.1),
 and the robust device ignores such writes (DRV-12).  Reads are always forwarded (DCF-03).
 
+A back-end that does not answer: the dispatcher abandons the access after its timeout and pulses
+``abort`` (the bus access then ends without ``ready``; a read completes with 0).  A request the
+back-end has not taken yet stays offered, unchanged, until it is taken (stream rules), and the
+response to an abandoned request is taken and discarded when it comes; until then the port
+takes no new access (the dispatcher abandons those at once) and ``idle`` is low.
+
 ``DeviceCfgRegFile`` is the provided back-end: a register file with the parameter object's initial
 contents (``device_cfg_init``), readable at any time (DCF-03), read-only to the driver (writes are
 acknowledged and ignored, as for the modern virtio-net and virtio-blk layouts), little-endian
@@ -44,32 +50,61 @@ class DeviceCfgPort(wiring.Component):
             "req": Out(stream.Signature(DcfgRequest)),
             "resp": In(stream.Signature(unsigned(32))),
             "write_enable": In(1, init=1),
+            "abort": In(1),
+            "idle": Out(1),
         })
 
     def elaborate(self, platform):
         m = Module()
         bus, req, resp = self.bus, self.req, self.resp
-        pending = Signal()
+        pending = Signal()     # the request of the current access was taken, no response yet
+        held = Signal()        # an abandoned request still offered to the back-end
+        orphan = Signal()      # an abandoned request was taken: its response is to be discarded
+        held_req = Signal.like(req.payload)
         rdata = Signal(32)
         drop = Signal()
-        m.d.comb += drop.eq(bus.en & bus.write & ~self.write_enable & ~pending)
-        m.d.comb += [
-            req.valid.eq(bus.en & ~pending & ~drop),
-            req.payload.addr.eq(bus.addr),
-            req.payload.write.eq(bus.write),
-            req.payload.be.eq(bus.be),
-            req.payload.data.eq(bus.wdata),
-        ]
+        busy = held | orphan
+        m.d.comb += self.idle.eq(~busy)
+        m.d.comb += drop.eq(bus.en & bus.write & ~self.write_enable & ~pending & ~busy)
+        with m.If(held):
+            m.d.comb += [req.valid.eq(1), req.payload.eq(held_req)]
+        with m.Else():
+            m.d.comb += [
+                req.valid.eq(bus.en & ~pending & ~drop & ~orphan),
+                req.payload.addr.eq(bus.addr),
+                req.payload.write.eq(bus.write),
+                req.payload.be.eq(bus.be),
+                req.payload.data.eq(bus.wdata),
+            ]
         fired = req.valid & req.ready
+        live_fired = fired & ~held
         m.d.comb += [
-            resp.ready.eq(pending | req.valid),
-            bus.ready.eq((resp.valid & (pending | fired)) | drop),
+            resp.ready.eq(pending | orphan | req.valid),
+            bus.ready.eq(~busy & ((resp.valid & (pending | live_fired)) | drop)),
             bus.rdata.eq(rdata),
         ]
-        with m.If(fired & ~resp.valid):
-            m.d.sync += pending.eq(1)
-        with m.If(resp.valid & resp.ready):
-            m.d.sync += [pending.eq(0), rdata.eq(Mux(bus.write, 0, resp.payload))]
+        with m.If(held):
+            with m.If(fired):
+                m.d.sync += held.eq(0)
+                with m.If(~resp.valid):
+                    m.d.sync += orphan.eq(1)
+        with m.Elif(orphan):
+            with m.If(resp.valid):
+                m.d.sync += orphan.eq(0)
+        with m.Elif(self.abort & bus.en):
+            # the dispatcher gives this access up: keep its request offered, or discard the
+            # response it is owed
+            with m.If(pending & ~resp.valid):
+                m.d.sync += [pending.eq(0), orphan.eq(1)]
+            with m.Elif(req.valid & ~req.ready):
+                m.d.sync += [held.eq(1), held_req.eq(req.payload)]
+            with m.Elif(live_fired & ~resp.valid):
+                m.d.sync += orphan.eq(1)
+        with m.Else():
+            with m.If(live_fired & ~resp.valid):
+                m.d.sync += pending.eq(1)
+            with m.If(resp.valid & resp.ready):
+                m.d.sync += [pending.eq(0), rdata.eq(Mux(bus.write, 0, resp.payload))]
         return m
 
 

@@ -16,7 +16,8 @@ NET_FIELDS = {
     "rss_max_indirection_table_length": (18, "<H"), "supported_hash_types": (20, "<I"),
 }
 NET_SIZE = 24
-NET_F_MTU, NET_F_MAC, NET_F_STATUS, NET_F_MQ, NET_F_SPEED_DUPLEX = 3, 5, 16, 22, 63
+NET_F_MTU, NET_F_MAC, NET_F_STATUS, NET_F_CTRL_VQ, NET_F_MQ, NET_F_SPEED_DUPLEX = \
+    3, 5, 16, 17, 22, 63
 
 BLK_FIELDS = {
     "capacity": (0, "<Q"), "size_max": (8, "<I"), "seg_max": (12, "<I"), "cylinders": (16, "<H"),
@@ -43,14 +44,17 @@ def _pack(fields, size, values):
 
 
 def net_config(mac=b"\x52\x54\x00\x12\x34\x56", status=1, max_virtqueue_pairs=1, mtu=1500):
-    """virtio-net configuration: MAC, link up, queue pairs and MTU (with their feature bits)."""
+    """virtio-net configuration: MAC, link up, queue pairs and MTU (with their feature bits).
+
+    More than one queue pair offers VIRTIO_NET_F_MQ, and with it VIRTIO_NET_F_CTRL_VQ, which MQ
+    requires (5.1.3.1; the driver sets the number of pairs through the control queue)."""
     if len(mac) != 6:
         raise ValueError(f"a MAC address has 6 bytes, not {len(mac)}")
     data = _pack(NET_FIELDS, NET_SIZE, {"mac": bytes(mac), "status": status,
                                         "max_virtqueue_pairs": max_virtqueue_pairs, "mtu": mtu})
     feats = (1 << NET_F_MAC) | (1 << NET_F_STATUS) | (1 << NET_F_MTU)
     if max_virtqueue_pairs > 1:
-        feats |= 1 << NET_F_MQ
+        feats |= (1 << NET_F_MQ) | (1 << NET_F_CTRL_VQ)
     return data, feats
 
 

@@ -13,7 +13,8 @@ configuration accesses to ``pci_cfg_data``:
 
 A window is valid when ``length`` is 1, 2 or 4, ``offset`` is a multiple of it, ``bar`` is the
 memory BAR (the capability's ``bar`` is honoured, DESIGN.md section 7) and the bytes lie inside
-one virtio structure (common, notify, ISR, device).  Otherwise a write does nothing beyond storing
+one virtio structure (common, notify, ISR, device), and ``enable`` is high (the top level clears it
+in D3hot, where the function serves no memory access).  Otherwise a write does nothing beyond storing
 ``pci_cfg_data`` and a read returns 0 (DRV-14).
 
 Timing: no added latency.  The window's validity and rewritten address, byte enables and lane are
@@ -41,6 +42,7 @@ class PciCfgWindow(wiring.Component):
             "cap_bar": In(8),
             "cap_offset": In(32),
             "cap_length": In(32),
+            "enable": In(1, init=1),
             "data": Out(32),
         })
 
@@ -81,7 +83,7 @@ class PciCfgWindow(wiring.Component):
         m.d.sync += [lane.eq(off[:2]), lenmask.eq(Mux(ln == 4, 0b1111, Mux(ln == 2, 0b0011, 0b0001))),
                      waddr.eq(off[2:]), rlen.eq(ln[:2])]
         with m.If(hit):
-            with m.If(valid):
+            with m.If(valid & self.enable):
                 m.d.comb += [
                     o.payload.space.eq(Space.MEM),
                     o.payload.addr.eq(waddr),

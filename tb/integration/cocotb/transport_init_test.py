@@ -7,6 +7,7 @@ capabilities), so the module runs unchanged on every parameter set of tb/integra
 import cocotb
 
 from tb.env.fabric import load_desc
+from virtio_pci.virtio.feature_rules import missing_prerequisites
 from tb.env.testbench import TransportTB
 from tb.models.virtio_backend import QEVENT_ENABLE
 from tb.host.virtio_driver import CfgType, F, NO_VECTOR, Status, VirtioPciDriver
@@ -262,6 +263,11 @@ async def features_ok_test(dut):
     offered_bits = [b for b in range(128) if FEATURES >> b & 1]
     subsets = [FEATURES, 1 << F.VERSION_1]
     subsets += [(1 << F.VERSION_1) | (1 << b) for b in offered_bits if b != F.VERSION_1]
+    # a bit with prerequisites (VIRTIO 1.3 5.1.3.1) is valid only together with them
+    for i, s in enumerate(subsets):
+        for _f, needs, kind in missing_prerequisites(P["device_type"], s):
+            s |= 1 << needs[0] if kind == "any" else sum(1 << n for n in needs)
+        subsets[i] = s
     for s in subsets:
         st = await _try_features(drv, s)
         assert st == 0x0B, f"FEA-02: valid subset {s:#x} refused (status {st:#x})"

@@ -1,0 +1,458 @@
+"""AMD/Xilinx UltraScale+ PCIE4 integrated block adapter (PG213: "Completer Interface",
+"Requester Interface", "Configuration Status Interface", "Configuration Extend Interface",
+"Configuration Control Interface": FLR).
+
+Interface facts used here (DWORD-aligned mode, no straddling, 64/128/256-bit AXI4-Stream):
+
+* CQ (IP -> user): a 4-DW descriptor then the payload, contiguous from lane 0.  Descriptor DW0-1:
+  address (bits 1:0 AT), DW2: dword count [10:0], request type [14:11], requester ID [31:16];
+  DW3: tag [7:0], target function [15:8], BAR ID [18:16], BAR aperture [24:19], TC [27:25],
+  attributes [30:28].  ``m_axis_cq_tuser``: first BE [3:0], last BE [7:4], sop [40],
+  discontinue [41].  Request types: 0 MRd, 1 MWr, 2 IORd, 3 IOWr, 4 FetchAdd, 5 Swap, 6 CAS,
+  7 locked MRd.
+* CC (user -> IP): a 3-DW descriptor then the payload.  DW0: lower address [6:0], AT [9:8],
+  byte count [28:16], locked read completion [29]; DW1: dword count [10:0], status [13:11],
+  poisoned [14], requester ID [31:16]; DW2: tag [7:0], completer ID [23:8], completer ID enable
+  [24], TC [27:25], attributes [30:28].  ``s_axis_cc_tuser``: discontinue [0].
+* RQ (user -> IP): a 4-DW descriptor then the payload.  DW0-1 address, DW2 dword count [10:0],
+  request type [14:11], poisoned [15], requester ID [31:16]; DW3 tag [7:0], completer ID [23:8],
+  requester ID enable [24], TC [27:25], attributes [30:28].  ``s_axis_rq_tuser``: first BE [3:0],
+  last BE [7:4].
+* Status: ``cfg_function_status`` 4 bits per function (Command: I/O, Memory Space, Bus Master
+  Enable, Interrupt Disable), ``cfg_max_payload``, ``cfg_max_read_req``,
+  ``cfg_interrupt_msix_enable`` / ``_mask`` (bit per function), ``cfg_bus_number``;
+  ``cfg_flr_in_process`` rises for an FLR, the user answers with ``cfg_flr_done`` when done.
+
+The endpoint runs in hard-IP mode (``VirtioPciParams(hard_ip="cfg_ext")``): CQ requests become TLPs
+with a 4-DW header whose address is the offset inside the BAR (``addr & (2**aperture - 1)``), so the
+payload stays where the descriptor put it; the core's completions become CC packets (same payload
+position: 3-DW header, 3-DW descriptor); its memory writes (MSI-X messages) become RQ packets.  INTx
+messages have no place on RQ (the IP's ``cfg_interrupt_int`` does that): they are dropped and
+counted on ``msg_dropped``.  The configuration-extension interface (``cfg_ext_*``) is answered by the
+core's configuration space (a CfgRd0/CfgWr0 injected into its rx, the completion taken off tx).
+
+See docs/usplus.md for what this cannot do (the virtio capabilities do not fit PG213's windows).
+"""
+from amaranth.hdl import Cat, Const, Module, Mux, Signal
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out, connect, flipped
+
+from ..config.config_space import HardIpStatus
+from ..tlp.layouts import FmtType, tlp_stream
+
+__all__ = ["UsCq", "UsTx", "UsCfg", "UsPlusAdapter", "UsPlusEndpoint", "ReqType", "CFG_EXT_TAG"]
+
+CFG_EXT_TAG = 0xCE
+
+
+class ReqType:
+    MRD, MWR, IORD, IOWR, FETCHADD, SWAP, CAS, MRDLK = range(8)
+
+
+_REQ_TO_FT = {ReqType.MRD: FmtType.MRD64, ReqType.MWR: FmtType.MWR64, ReqType.IORD: FmtType.IORD,
+              ReqType.IOWR: FmtType.IOWR, ReqType.FETCHADD: FmtType.FETCHADD64,
+              ReqType.SWAP: FmtType.SWAP64, ReqType.CAS: FmtType.CAS64,
+              ReqType.MRDLK: FmtType.MRDLK64}
+
+
+def _check_width(width):
+    if width not in (64, 128, 256):
+        raise ValueError(f"UltraScale+ adapter width must be 64, 128 or 256, not {width!r}")
+
+
+def axis(width, user):
+    """An AXI4-Stream port as plain members (``tdata``, ``tkeep`` per DW, ``tlast``, ``tuser``,
+    ``tvalid``, ``tready``), with the IP's direction seen from the user side."""
+    return {"tdata": width, "tkeep": width // 32, "tlast": 1, "tuser": user}
+
+
+class UsCq(wiring.Component):
+    """CQ (completer request) AXI4-Stream to the core's TLP stream.  Width >= 128 (the 4-DW
+    descriptor is one beat).  Latency: none (combinational rewrite of the first beat)."""
+
+    def __init__(self, width):
+        self._MustUse__silence = True      # until the parameters are known to be valid
+        _check_width(width)
+        if width < 128:
+            raise ValueError("the CQ converter needs 128 or 256 bits (descriptor in one beat)")
+        self.width = width
+        self._MustUse__silence = False
+        members = {f"m_axis_cq_{k}": In(v) for k, v in axis(width, 88).items()}
+        members["m_axis_cq_tvalid"] = In(1)
+        members["m_axis_cq_tready"] = Out(1)
+        members["tlp"] = Out(tlp_stream(width))
+        super().__init__(members)
+
+    def elaborate(self, platform):
+        m = Module()
+        o = self.tlp
+        d = self.m_axis_cq_tdata
+        u = self.m_axis_cq_tuser
+        first = Signal(init=1)
+        dw = [d[32 * k:32 * k + 32] for k in range(4)]
+        count = dw[2][0:11]
+        rtype = dw[2][11:15]
+        ft = Signal(8)
+        with m.Switch(rtype):
+            for r, f in _REQ_TO_FT.items():
+                with m.Case(r):
+                    m.d.comb += ft.eq(f)
+            with m.Default():
+                m.d.comb += ft.eq(FmtType.MRD64 | 0x1F)      # reserved type: the core answers UR
+        aperture = dw[3][19:25]
+        addr = Cat(dw[0], dw[1])
+        off = addr & ((Const(1, 65) << aperture) - 1)[:64]
+        attr = dw[3][28:31]
+        hdr0 = Cat(count[0:10], Const(0, 2), attr[0:2], Const(0, 2), Const(0, 2), attr[2],
+                   Const(0, 1), dw[3][25:28], Const(0, 1), ft)
+        hdr1 = Cat(u[0:4], u[4:8], dw[3][0:8], dw[2][16:32])
+        hdr2 = off[32:64]
+        hdr3 = Cat(Const(0, 2), off[2:32])
+        m.d.comb += [
+            o.valid.eq(self.m_axis_cq_tvalid),
+            self.m_axis_cq_tready.eq(o.ready),
+            o.payload.data.eq(Mux(first, Cat(hdr0, hdr1, hdr2, hdr3, d[128:]), d)),
+            o.payload.keep.eq(self.m_axis_cq_tkeep),
+            o.payload.first.eq(first),
+            o.payload.last.eq(self.m_axis_cq_tlast),
+        ]
+        with m.If(o.valid & o.ready):
+            m.d.sync += first.eq(self.m_axis_cq_tlast)
+        return m
+
+
+class UsTx(wiring.Component):
+    """The core's tx TLPs to CC (completions) and RQ (memory writes: MSI-X).  A TLP whose header
+    and payload fit one beat is converted in one cycle (register stage on each output); longer
+    memory writes (back-end DMA, not on this branch) are not supported and are dropped with
+    ``msg_dropped``, as are messages (INTx).  Completions of any length keep their payload lanes
+    (3-DW header -> 3-DW descriptor).  ``requester_id``: the function's ID for RQ descriptors."""
+
+    def __init__(self, width):
+        self._MustUse__silence = True      # until the parameters are known to be valid
+        _check_width(width)
+        if width != 256:
+            raise ValueError(f"the UltraScale+ tx converter needs 256 bits (an RQ descriptor and a "
+                             f"64-bit MSI-X write in one beat), not {width!r}")
+        self.width = width
+        self._MustUse__silence = False
+        members = {"tlp": In(tlp_stream(width)), "requester_id": In(16), "msg_dropped": Out(1)}
+        for name, user in (("cc", 33), ("rq", 62)):
+            members.update({f"s_axis_{name}_{k}": Out(v) for k, v in axis(width, user).items()})
+            members[f"s_axis_{name}_tvalid"] = Out(1)
+            members[f"s_axis_{name}_tready"] = In(1)
+        super().__init__(members)
+
+    def elaborate(self, platform):
+        m = Module()
+        i = self.tlp
+        lanes = self.width // 32
+        d = i.payload.data
+        dw = [d[32 * k:32 * k + 32] for k in range(lanes)]
+        ft = dw[0][24:32]
+        is_cpl = (ft & 0xBE) == FmtType.CPL
+        is_mwr = (ft == FmtType.MWR32) | (ft == FmtType.MWR64)
+        length = dw[0][0:10]
+        dcount = Mux(ft[6], Mux(length == 0, 1024, length), 0)
+        kind = Signal(2)          # 0 CC, 1 RQ, 2 drop; latched at the first beat
+        kind_r = Signal(2)
+        with m.If(i.payload.first):
+            m.d.comb += kind.eq(Mux(is_cpl, 0, Mux(is_mwr & (dcount + 4 <= lanes), 1, 2)))
+        with m.Else():
+            m.d.comb += kind.eq(kind_r)
+        with m.If(i.valid & i.ready):
+            m.d.sync += kind_r.eq(kind)
+
+        # ---- CC: 3-DW header -> 3-DW descriptor, payload in place ----
+        status = dw[1][13:16]
+        bc12 = dw[1][0:12]
+        bc13 = Mux(bc12 == 0, 4096, bc12)                 # a 0 byte count means 4096 in a TLP
+        cc0 = Cat(dw[2][0:7], Const(0, 1), Const(0, 2), Const(0, 6), bc13[:13], ft[0],
+                  Const(0, 2))
+        cc1 = Cat(dcount, status, dw[0][14], Const(0, 1), dw[2][16:32])
+        cc2 = Cat(dw[2][8:16], dw[1][16:32], Const(1, 1), dw[0][20:23],
+                  Cat(dw[0][12:14], dw[0][18]), Const(0, 1))
+        # ---- RQ: MWr header -> 4-DW descriptor, payload from lane 4 ----
+        is64 = ft[5]
+        addr = Mux(is64, Cat(dw[3], dw[2]), Cat(dw[2], Const(0, 32)))
+        rq0, rq1 = addr[0:32] & ~Const(3, 32), addr[32:64]
+        rq2 = Cat(dcount, Const(ReqType.MWR, 4), Const(0, 1), self.requester_id)
+        # requester ID enable 0: the IP inserts the function's own ID (an endpoint)
+        rq3 = Cat(dw[1][8:16], Const(0, 16), Const(0, 1), dw[0][20:23],
+                  Cat(dw[0][12:14], dw[0][18]), Const(0, 1))
+        payload = Mux(is64, Cat(*dw[4:]) if lanes > 4 else 0, Cat(*dw[3:]))
+        rq_keep = Mux(dcount >= lanes - 4, (1 << lanes) - 1,
+                      (Const(1, lanes + 1) << (4 + dcount[:3])) - 1)
+
+        for name, k in (("cc", 0), ("rq", 1)):
+            valid = getattr(self, f"s_axis_{name}_tvalid")
+            ready = getattr(self, f"s_axis_{name}_tready")
+            with m.If(~valid | ready):
+                m.d.sync += valid.eq(0)
+        take = Signal()
+        cc_free = ~self.s_axis_cc_tvalid | self.s_axis_cc_tready
+        rq_free = ~self.s_axis_rq_tvalid | self.s_axis_rq_tready
+        m.d.comb += take.eq(Mux(kind == 0, cc_free, Mux(kind == 1, rq_free, 1)))
+        m.d.comb += i.ready.eq(take)
+        with m.If(i.valid & take):
+            with m.Switch(kind):
+                with m.Case(0):
+                    m.d.sync += [
+                        self.s_axis_cc_tvalid.eq(1),
+                        self.s_axis_cc_tdata.eq(Mux(i.payload.first,
+                                                    Cat(cc0, cc1, cc2, d[96:]), d)),
+                        self.s_axis_cc_tkeep.eq(i.payload.keep),
+                        self.s_axis_cc_tlast.eq(i.payload.last),
+                        self.s_axis_cc_tuser.eq(0),
+                    ]
+                with m.Case(1):
+                    m.d.sync += [
+                        self.s_axis_rq_tvalid.eq(1),
+                        self.s_axis_rq_tdata.eq(Cat(rq0, rq1, rq2, rq3, payload)),
+                        self.s_axis_rq_tkeep.eq(rq_keep[:lanes]),
+                        self.s_axis_rq_tlast.eq(1),
+                        self.s_axis_rq_tuser.eq(Cat(dw[1][0:4], dw[1][4:8])),
+                    ]
+                with m.Default():
+                    m.d.comb += self.msg_dropped.eq(i.payload.first)
+        return m
+
+
+class UsCfg(wiring.Component):
+    """Configuration status and control ports to ``HardIpStatus``; FLR handshake; the
+    configuration-extension interface answered through injected CfgRd0/CfgWr0.
+
+    ``hip`` follows the status ports one cycle later (registered).  FLR: a rising
+    ``cfg_flr_in_process[0]`` gives one ``hip.flr`` pulse; ``cfg_flr_done[0]`` pulses
+    ``FLR_DONE_DELAY`` cycles later (the core's FLR completes the cycle after the pulse).
+    cfg_ext: ``cfg_ext_read_received`` / ``cfg_ext_write_received`` (one-cycle pulses) with the
+    register number inside ``windows`` (list of (first, last) DW numbers) become a request to the
+    core; a read is answered with ``cfg_ext_read_data_valid`` when the core's completion returns.
+    """
+
+    FLR_DONE_DELAY = 4
+
+    def __init__(self, width, windows=((0x2C, 0x2F), (0x120, 0x13F))):
+        self._MustUse__silence = True      # until the parameters are known to be valid
+        _check_width(width)
+        self.width = width
+        self._MustUse__silence = False
+        self.windows = tuple(windows)
+        super().__init__({
+            "rx_in": In(tlp_stream(width)),
+            "rx_out": Out(tlp_stream(width)),
+            "tx_in": In(tlp_stream(width)),
+            "tx_out": Out(tlp_stream(width)),
+            "hip": Out(HardIpStatus),
+            "own_id": Out(16),
+            "cfg_function_status": In(16),
+            "cfg_max_payload": In(2),
+            "cfg_max_read_req": In(3),
+            "cfg_interrupt_msix_enable": In(4),
+            "cfg_interrupt_msix_mask": In(4),
+            "cfg_bus_number": In(8),
+            "cfg_flr_in_process": In(4),
+            "cfg_flr_done": Out(4),
+            "cfg_ext_read_received": In(1),
+            "cfg_ext_write_received": In(1),
+            "cfg_ext_register_number": In(10),
+            "cfg_ext_function_number": In(8),
+            "cfg_ext_write_data": In(32),
+            "cfg_ext_write_byte_enable": In(4),
+            "cfg_ext_read_data": Out(32),
+            "cfg_ext_read_data_valid": Out(1),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        lanes = self.width // 32
+        fs = self.cfg_function_status
+        hip = self.hip
+        m.d.sync += [
+            hip.mem_enable.eq(fs[1]), hip.bus_master.eq(fs[2]), hip.intx_disable.eq(fs[3]),
+            hip.msix_enable.eq(self.cfg_interrupt_msix_enable[0]),
+            hip.msix_fmask.eq(self.cfg_interrupt_msix_mask[0]),
+            hip.mps.eq(self.cfg_max_payload), hip.mrrs.eq(self.cfg_max_read_req),
+            hip.bus.eq(self.cfg_bus_number), hip.device.eq(0),
+        ]
+        m.d.comb += self.own_id.eq(Cat(Const(0, 3), hip.device, hip.bus))
+        # ---- FLR ----
+        flr_d = Signal()
+        done_cnt = Signal(range(self.FLR_DONE_DELAY + 1))
+        m.d.sync += [flr_d.eq(self.cfg_flr_in_process[0]), hip.flr.eq(0)]
+        with m.If(self.cfg_flr_in_process[0] & ~flr_d):
+            m.d.sync += [hip.flr.eq(1), done_cnt.eq(self.FLR_DONE_DELAY)]
+        with m.Elif(done_cnt != 0):
+            m.d.sync += done_cnt.eq(done_cnt - 1)
+        m.d.comb += self.cfg_flr_done[0].eq(done_cnt == 1)
+
+        # ---- cfg_ext ----
+        reg = self.cfg_ext_register_number
+        in_win = Const(0)
+        for lo, hi in self.windows:
+            in_win = in_win | ((reg >= lo) & (reg <= hi))
+        pending = Signal()
+        busy = Signal()
+        wr = Signal()
+        addr = Signal(10)
+        wdata = Signal(32)
+        be = Signal(4)
+        req_id = Signal(16)
+        with m.If((self.cfg_ext_read_received | self.cfg_ext_write_received) & in_win
+                  & (self.cfg_ext_function_number == 0) & ~busy):
+            m.d.sync += [pending.eq(1), busy.eq(1), wr.eq(self.cfg_ext_write_received),
+                         addr.eq(reg), wdata.eq(self.cfg_ext_write_data),
+                         be.eq(Mux(self.cfg_ext_write_received, self.cfg_ext_write_byte_enable,
+                                   0xF)),
+                         req_id.eq(self.own_id)]
+        ft = Mux(wr, FmtType.CFGWR0, FmtType.CFGRD0)
+        inj = Cat(Cat(Const(1, 10), Const(0, 14), ft),
+                  Cat(be, Const(0, 4), Const(CFG_EXT_TAG, 8), req_id),
+                  Cat(Const(0, 2), addr, Const(0, 4), req_id), wdata,
+                  Const(0, self.width - 128))
+        rin, rout = self.rx_in, self.rx_out
+        in_tlp = Signal()
+        with m.If(pending & ~in_tlp & ~(rin.valid & ~rin.payload.first)):
+            m.d.comb += [rout.valid.eq(1), rout.payload.data.eq(inj),
+                         rout.payload.keep.eq(Mux(wr, 0b1111, 0b0111)),
+                         rout.payload.first.eq(1), rout.payload.last.eq(1)]
+            with m.If(rout.ready):
+                m.d.sync += pending.eq(0)
+        with m.Else():
+            m.d.comb += [rout.valid.eq(rin.valid), rout.payload.eq(rin.payload),
+                         rin.ready.eq(rout.ready)]
+            with m.If(rin.valid & rin.ready):
+                m.d.sync += in_tlp.eq(~rin.payload.last)
+        tin, tout = self.tx_in, self.tx_out
+        d = [tin.payload.data[32 * k:32 * k + 32] for k in range(min(lanes, 4))]
+        cft = d[0][24:32]
+        mine = (tin.payload.first & ((cft == FmtType.CPL) | (cft == FmtType.CPLD))
+                & (d[2][16:32] == req_id) & (d[2][8:16] == CFG_EXT_TAG) & busy & ~pending)
+        out_tlp = Signal()
+        m.d.sync += self.cfg_ext_read_data_valid.eq(0)
+        with m.If(mine & ~out_tlp):
+            m.d.comb += tin.ready.eq(1)
+            with m.If(tin.valid):
+                m.d.sync += [busy.eq(0), self.cfg_ext_read_data_valid.eq(~wr),
+                             self.cfg_ext_read_data.eq(Mux(cft == FmtType.CPLD, d[3], 0))]
+        with m.Else():
+            m.d.comb += [tout.valid.eq(tin.valid), tout.payload.eq(tin.payload),
+                         tin.ready.eq(tout.ready)]
+            with m.If(tin.valid & tin.ready):
+                m.d.sync += out_tlp.eq(~tin.payload.last)
+        return m
+
+
+_CQ = ("m_axis_cq_tdata", "m_axis_cq_tkeep", "m_axis_cq_tlast", "m_axis_cq_tuser",
+       "m_axis_cq_tvalid", "m_axis_cq_tready")
+_TX = tuple(f"s_axis_{n}_{k}" for n in ("cc", "rq")
+            for k in ("tdata", "tkeep", "tlast", "tuser", "tvalid", "tready")) + ("msg_dropped",)
+_CFG = ("cfg_function_status", "cfg_max_payload", "cfg_max_read_req", "cfg_interrupt_msix_enable",
+        "cfg_interrupt_msix_mask", "cfg_bus_number", "cfg_flr_in_process", "cfg_flr_done",
+        "cfg_ext_read_received", "cfg_ext_write_received", "cfg_ext_register_number",
+        "cfg_ext_function_number", "cfg_ext_write_data", "cfg_ext_write_byte_enable",
+        "cfg_ext_read_data", "cfg_ext_read_data_valid")
+
+
+class UsPlusAdapter(wiring.Component):
+    """The PCIE4 ports (IP names) on one side; ``core_rx``/``core_tx`` and ``hip`` (the status for
+    the endpoint in hard-IP mode) on the other.  ``pcie_cq_np_req`` is held at 1 (the core takes
+    every non-posted request: its rx never drops one)."""
+
+    def __init__(self, width):
+        self._MustUse__silence = True      # until the parameters are known to be valid
+        _check_width(width)
+        self.width = width
+        self._MustUse__silence = False
+        self.cq = UsCq(width)
+        self.tx = UsTx(width)
+        self.cfg = UsCfg(width)
+        members = {}
+        for blk, names in ((self.cq, _CQ), (self.tx, _TX), (self.cfg, _CFG)):
+            for n in names:
+                members[n] = blk.signature.members[n]
+        members.update({"pcie_cq_np_req": Out(2), "core_rx": Out(tlp_stream(width)),
+                        "core_tx": In(tlp_stream(width)), "hip": Out(HardIpStatus)})
+        super().__init__(members)
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.cq = cq = self.cq
+        m.submodules.tx = tx = self.tx
+        m.submodules.cfg = cfg = self.cfg
+        for blk, names in ((cq, _CQ), (tx, _TX), (cfg, _CFG)):
+            for n in names:
+                outer, inner = getattr(self, n), getattr(blk, n)
+                if blk.signature.members[n].flow == In:
+                    m.d.comb += inner.eq(outer)
+                else:
+                    m.d.comb += outer.eq(inner)
+        m.d.comb += [self.pcie_cq_np_req.eq(1), self.hip.eq(cfg.hip),
+                     tx.requester_id.eq(cfg.own_id)]
+        connect(m, cq.tlp, cfg.rx_in)
+        connect(m, cfg.rx_out, flipped(self.core_rx))
+        connect(m, flipped(self.core_tx), cfg.tx_in)
+        connect(m, cfg.tx_out, tx.tlp)
+        return m
+
+
+class UsPlusEndpoint(wiring.Component):
+    """``VirtioPciEndpoint`` in hard-IP mode behind the PCIE4 adapter; the IP's ports on ``link``
+    (``user_clk``) with ``cdc``, else everything on ``sync``.  Back-end ports as on the endpoint."""
+
+    def __init__(self, params=None, *, cdc=True, cdc_depth=16):
+        from ..params import VirtioPciParams
+        from ..top import VirtioPciEndpoint
+        from .cdc import TlpCdc
+        params = params or VirtioPciParams()
+        self._MustUse__silence = True      # until the parameters are known to be valid
+        _check_width(params.data_width)
+        if params.data_width != 256:
+            raise ValueError(f"the UltraScale+ adapter needs data_width 256, not "
+                             f"{params.data_width!r}")
+        self._MustUse__silence = False
+        if params.hard_ip != "cfg_ext":
+            params = params.replace(hard_ip="cfg_ext")
+        self.endpoint = VirtioPciEndpoint(params)
+        self.params = params
+        self.cdc = cdc
+        self.adapter = UsPlusAdapter(params.data_width)
+        self.tlp_cdc = TlpCdc(params.data_width, depth=cdc_depth) if cdc else None
+        members = {n: mb for n, mb in self.adapter.signature.members.items()
+                   if n not in ("core_rx", "core_tx", "hip")}
+        members.update({n: mb for n, mb in self.endpoint.signature.members.items()
+                        if n not in ("rx", "tx", "hip")})
+        super().__init__(members)
+
+    def elaborate(self, platform):
+        from amaranth.hdl import DomainRenamer
+        from amaranth.lib.cdc import FFSynchronizer
+        from .cdc import forward_ports
+        m = Module()
+        ep = self.endpoint
+        m.submodules.endpoint = ep
+        if self.cdc:
+            m.submodules.adapter = ad = DomainRenamer("link")(self.adapter)
+            m.submodules.cdc = cdc = self.tlp_cdc
+            connect(m, ad.core_rx, cdc.link_rx)
+            connect(m, cdc.core_rx, ep.rx)
+            connect(m, ep.tx, cdc.core_tx)
+            connect(m, cdc.link_tx, ad.core_tx)
+            # quasi-static status bits through two flops; the FLR pulse as a toggle
+            hip_bits = Signal.like(ad.hip.as_value())
+            m.submodules.hip_sync = FFSynchronizer(ad.hip.as_value(), hip_bits)
+            flr_t = Signal()
+            m.d.link += flr_t.eq(flr_t ^ ad.hip.flr)
+            flr_s = Signal()
+            flr_d = Signal()
+            m.submodules.flr_sync = FFSynchronizer(flr_t, flr_s)
+            m.d.sync += flr_d.eq(flr_s)
+            m.d.comb += [ep.hip.eq(hip_bits), ep.hip.flr.eq(flr_s ^ flr_d)]
+        else:
+            m.submodules.adapter = ad = self.adapter
+            connect(m, ad.core_rx, ep.rx)
+            connect(m, ep.tx, ad.core_tx)
+            m.d.comb += ep.hip.eq(ad.hip)
+        forward_ports(m, self, ad, skip=("core_rx", "core_tx", "hip"))
+        forward_ports(m, self, ep, skip=("rx", "tx", "hip"))
+        return m
