@@ -7,7 +7,7 @@ PARAMS  ?=
 JOBS    ?= 2
 PYTEST_ARGS ?=
 
-.PHONY: all sim test waves verilog lint conformance stress bench coverage docs clean distclean venv
+.PHONY: all sim linux test waves verilog lint conformance stress bench coverage docs clean distclean venv
 
 all: test
 
@@ -26,6 +26,15 @@ SIM_ARGS ?=
 sim: $(STAMP)
 	$(PY) -m sim.bringup $(PARAMS) $(SIM_ARGS)
 
+## make linux [PARAMS=file.json]: the unmodified Linux virtio_pci driver (User-Mode Linux 6.1 from
+## Debian's linux-source-6.1, built once into /var/cache/virtio-pci-fe) drives the RTL through
+## the vhost-user bridge (tb/host/uml_bridge.py): prints what Linux saw, the TLP transcript, a waveform
+## (make waves) and the figures, then runs the Linux scenario tests (tb/integration/test_linux.py).
+## Installs linux-source-6.1 and the kernel build tools with apt-get the first time (root or sudo).
+linux: $(STAMP)
+	$(PY) -m sim.linux $(PARAMS)
+	VPCI_LINUX=1 $(PY) -m pytest -n 1 tb/integration/test_linux.py $(PYTEST_ARGS)
+
 ## make test: the whole regression (unit tests on Amaranth's simulator + cocotb/Verilator).
 ## WAVES=1: every cocotb run also writes its waveform (build/waves/<test>/, `make waves` opens the
 ## newest; unit benches write build/unit_waves/); pick tests with PYTEST_ARGS="-k ..." and the
@@ -36,7 +45,7 @@ TEST  ?=
 test: $(STAMP)
 	VPCI_WAVES=$(WAVES) VPCI_TEST=$(TEST) $(PY) -m pytest -n $(JOBS) $(PYTEST_ARGS)
 
-## make waves: open the newest waveform of `make sim` or `make test WAVES=1` (or name it)
+## make waves: open the newest waveform of `make sim`, `make linux` or `make test WAVES=1` (or name it)
 waves: $(STAMP)
 	$(PY) -m sim.waves
 
