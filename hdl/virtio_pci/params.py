@@ -114,6 +114,9 @@ class VirtioPciParams:
     #: access waiting for reset_ack) before the function gives it up (tlp/dispatcher.py); 0 picks
     #: max(1024, 2 * num_queues).  It must exceed the queue-flag sweep of num_queues cycles
     backend_timeout: int = 0
+    #: completion chunks (one per DW read, one per configuration / I/O request) buffered while
+    #: tx is held, so that posted requests keep flowing past waiting non-posted ones (PCIe 2.4.1)
+    cpl_queue_depth: int = 8
 
     def __post_init__(self):
         if self.device_type not in DEVICE_TYPES:
@@ -179,6 +182,8 @@ class VirtioPciParams:
             raise ValueError(f"backend_timeout must be 0 (automatic) or {self.num_queues + 17}.."
                              f"{1 << 20} cycles (longer than the {self.num_queues}-cycle queue "
                              f"sweep), not {self.backend_timeout!r}")
+        if not 2 <= self.cpl_queue_depth <= 256:
+            raise ValueError(f"cpl_queue_depth must be 2..256 completion chunks, not {self.cpl_queue_depth!r}")
         if self.device_cfg_backend not in ("regfile", "external"):
             raise ValueError(f"device config back-end must be 'regfile' or 'external', not {self.device_cfg_backend!r}")
 

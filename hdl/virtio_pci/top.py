@@ -129,7 +129,8 @@ class VirtioPciEndpoint(wiring.Component):
         cfg = ConfigSpace(p)
         window = PciCfgWindow(p, depkt.addr_width, cfg.image.fields["pci_cfg_data"].dword)
         m.submodules.dispatch = dispatch = Dispatcher(depkt.addr_width, self.targets(),
-                                                      timeout=p.stall_limit)
+                                                      timeout=p.stall_limit,
+                                                      cpl_depth=p.cpl_queue_depth)
         m.submodules.packer = packer = BeatPacker(p.data_width)
         m.submodules.arbiter = arbiter = TxArbiter(p.data_width, 2)
         common = CommonCfg(p)
