@@ -827,6 +827,7 @@ class Stress:
             await ClockCycles(self.dut.clk, 24)
             self.drv.tx_stall = stall
             pba = None
+            rcv_before = list(m.irq.rcv)
             # the PBA is a memory read: not with Memory Space off or in D3hot (an UR)
             if m.command & 2 and m.cfg.d0 and not self.errors:
                 got = []
@@ -837,11 +838,11 @@ class Stress:
                 if got:
                     d = got[0]
                     pba = sum(d[3 + i] << (32 * i) for i in range(n))
-            for e in m.resolve(pba):
+            for e in m.resolve(pba, rcv_before):
                 self._fail(e)
             # vectors pended again after their message started (RefModel.resolve) owe a message:
-            # wait for it and read the PBA again
-            if not m.missing_msix():
+            # wait for it and read the PBA again (also when one came during the PBA read)
+            if not m.missing_msix() and not m.irq.unresolved:
                 break
             self.stats["irq_repended"] += 1
         for v in m.missing_msix():
