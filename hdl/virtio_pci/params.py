@@ -110,6 +110,15 @@ class VirtioPciParams:
     device_cfg_backend: str = "regfile"
     #: simulation assertions (hdl/virtio_pci/checks.py); sim/build.py sets it for Verilator
     assertions: bool = False
+    #: requester port (back-end DMA, dma/requester.py): tags of its reads (32 are used while
+    #: Extended Tag Field Enable is clear, all when it is set); 0 removes the requester
+    dma_tags: int = 32
+    #: largest MRd the requester sends (bytes, also the read-buffer slot of each tag):
+    #: reads are split at min(Max_Read_Request_Size, dma_max_read)
+    dma_max_read: int = 512
+    #: completion timeout of the requester's reads in cycles (PCIe 2.8: 50 us..50 ms; the
+    #: default is 8.4 ms at 125 MHz); Completion Timeout Disable (Device Control 2) turns it off
+    cpl_timeout_cycles: int = 1 << 20
     #: cycles a request may wait for a back-end port (doorbell, external device config, a legacy
     #: access waiting for reset_ack) before the function gives it up (tlp/dispatcher.py); 0 picks
     #: max(1024, 2 * num_queues).  It must exceed the queue-flag sweep of num_queues cycles
@@ -177,6 +186,13 @@ class VirtioPciParams:
                 raise ValueError(f"{what} must be 0..0xFFFF, not {getattr(self, name):#x}")
         if not 0 <= self.revision <= 0xFF:
             raise ValueError(f"revision must be 0..255, not {self.revision!r}")
+
+        if not 0 <= self.dma_tags <= 256:
+            raise ValueError(f"DMA tag count must be 0..256, not {self.dma_tags!r}")
+        if self.dma_max_read not in (128, 256, 512, 1024, 2048, 4096):
+            raise ValueError(f"DMA maximum read must be a power of two in 128..4096, not {self.dma_max_read!r}")
+        if not 16 <= self.cpl_timeout_cycles <= 1 << 30:
+            raise ValueError(f"completion timeout must be 16..2**30 cycles, not {self.cpl_timeout_cycles!r}")
 
         if self.backend_timeout and not (self.num_queues + 16 < self.backend_timeout <= 1 << 20):
             raise ValueError(f"backend_timeout must be 0 (automatic) or {self.num_queues + 17}.."

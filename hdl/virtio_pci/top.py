@@ -25,6 +25,9 @@ from amaranth.lib.wiring import In, Out, connect, flipped
 
 from .params import VirtioPciParams
 from .config.config_space import ConfigSpace
+from .dma.layouts import dma_signatures
+from .dma.ordering import CompletionBarrier
+from .dma.requester import Requester
 from .irq.interrupts import InterruptController, IrqRequest
 from .irq.msix_table import MsixTable
 from .tlp.depacketizer import Depacketizer
@@ -70,6 +73,10 @@ class VirtioPciEndpoint(wiring.Component):
                       answered with 0; DEVICE_NEEDS_RESET is set (tlp/dispatcher.py).
       legacy          Out: the driver negotiated through the legacy header (transitional devices,
                       LEG-06): no VERSION_1, legacy ring layout and guest-native device config.
+      dma_req, dma_wdata (In streams), dma_rdata, dma_wdone (Out streams): the requester port
+                      (back-end DMA, ``dma/layouts.py`` and ``dma/requester.py``); absent when
+                      ``params.dma_tags`` is 0.
+      err_cpl_timeout Out pulse: a back-end read timed out (Completion Timeout).
     """
 
     def __init__(self, params=None):
@@ -103,6 +110,15 @@ class VirtioPciEndpoint(wiring.Component):
             "err_unexpected_cpl": Out(1),
             "err_backend_timeout": Out(1),
         }
+        if p.dma_tags:
+            sigs = dma_signatures(w)
+            members.update({
+                "dma_req": In(sigs["dma_req"]),
+                "dma_wdata": In(sigs["dma_wdata"]),
+                "dma_rdata": Out(sigs["dma_rdata"]),
+                "dma_wdone": Out(sigs["dma_wdone"]),
+                "err_cpl_timeout": Out(1),
+            })
         if p.device_cfg_backend == "external":
             members["dcfg_req"] = Out(stream.Signature(DcfgRequest))
             members["dcfg_resp"] = In(stream.Signature(unsigned(32)))
@@ -132,7 +148,9 @@ class VirtioPciEndpoint(wiring.Component):
                                                       timeout=p.stall_limit,
                                                       cpl_depth=p.cpl_queue_depth)
         m.submodules.packer = packer = BeatPacker(p.data_width)
-        m.submodules.arbiter = arbiter = TxArbiter(p.data_width, 2)
+        # tx sources: host completions (behind the DMA ordering barrier), interrupt messages,
+        # back-end MRds, back-end MWrs
+        m.submodules.arbiter = arbiter = TxArbiter(p.data_width, 4 if p.dma_tags else 2)
         common = CommonCfg(p)
         isr = Isr()
         notify = Notify(p)
@@ -151,7 +169,40 @@ class VirtioPciEndpoint(wiring.Component):
         connect(m, depkt.op, window.i)
         connect(m, window.o, dispatch.op)
         connect(m, dispatch.chunk, packer.chunk)
-        connect(m, packer.tx, arbiter.src0)
+        if p.dma_tags:
+            m.submodules.requester = req = Requester(
+                p.data_width, n_tags=p.dma_tags, max_read=p.dma_max_read,
+                max_payload=p.max_payload_supported, timeout=p.cpl_timeout_cycles)
+            m.submodules.cpl_barrier = barrier = CompletionBarrier(p.data_width)
+            connect(m, packer.tx, barrier.i)
+            connect(m, barrier.o, arbiter.src0)
+            connect(m, req.mrd, arbiter.src2)
+            connect(m, req.mwr, arbiter.src3)
+            connect(m, flipped(self.dma_req), req.dma_req)
+            connect(m, flipped(self.dma_wdata), req.dma_wdata)
+            connect(m, req.dma_rdata, flipped(self.dma_rdata))
+            connect(m, req.dma_wdone, flipped(self.dma_wdone))
+            m.d.comb += [
+                barrier.n_ready.eq(req.n_ready), barrier.n_done.eq(req.n_done),
+                req.rx_fire.eq(self.rx.valid & self.rx.ready), req.rx_beat.eq(self.rx.payload),
+                req.rx_malformed.eq(depkt.err_malformed),
+                depkt.cpl_routed.eq(1),
+                # PCIe 5.3.1.4.1: no requests in D3hot either (refused with status BME)
+                req.bus_master.eq(cfg.command[2] & ~cfg.d3hot),
+                req.flr.eq(flr_rst),
+                req.mps.eq(cfg.mps), req.mrrs.eq(cfg.mrrs), req.ext_tag.eq(cfg.ext_tag),
+                req.relaxed_en.eq(cfg.relaxed_en), req.no_snoop_en.eq(cfg.no_snoop_en),
+                req.cto_disable.eq(cfg.cto_disable), req.requester_id.eq(depkt.completer_id),
+                cfg.set_master_abort.eq(req.got_ur),
+                cfg.set_target_abort.eq(req.got_ca),
+                cfg.set_master_parity.eq(req.got_poisoned),
+                self.err_cpl_timeout.eq(req.err_timeout),
+            ]
+            req_unexpected, req_malformed, req_timeout = (req.err_unexpected, req.err_malformed,
+                                                          req.err_timeout)
+        else:
+            connect(m, packer.tx, arbiter.src0)
+            req_unexpected = req_malformed = req_timeout = 0
         connect(m, arbiter.tx, flipped(self.tx))
         connect(m, dispatch.bus("cfg"), cfg.bus)
         dev_write_enable = common.features_ok
@@ -282,17 +333,19 @@ class VirtioPciEndpoint(wiring.Component):
             depkt.io_enable.eq(cfg.command[0] & ~cfg.d3hot),
             depkt.mps.eq(cfg.mps),
             cfg.set_ur_detected.eq(depkt.err_ur),
-            cfg.set_fatal_detected.eq(depkt.err_malformed),
+            # a completion inconsistent with its request is handled as a Malformed TLP (PCIe
+            # 2.3.2, recommended); a completion timeout is non-fatal (6.2.7)
+            cfg.set_fatal_detected.eq(depkt.err_malformed | req_malformed),
             # PCIe 6.2.3.2.4 with Role-Based Error Reporting: a UR answered with a completion and
             # an unexpected completion are advisory non-fatal (reported as correctable); a UR on a
             # posted request and a poisoned write are non-fatal
             cfg.set_correctable_detected.eq((depkt.err_ur & ~depkt.err_ur_posted)
-                                            | depkt.err_unexpected_cpl),
-            cfg.set_nonfatal_detected.eq(depkt.err_ur_posted | depkt.err_poisoned),
+                                            | depkt.err_unexpected_cpl | req_unexpected),
+            cfg.set_nonfatal_detected.eq(depkt.err_ur_posted | depkt.err_poisoned | req_timeout),
             cfg.set_parity_error.eq(depkt.err_poisoned),
             self.err_malformed.eq(depkt.err_malformed),
             self.err_ur.eq(depkt.err_ur),
-            self.err_unexpected_cpl.eq(depkt.err_unexpected_cpl),
+            self.err_unexpected_cpl.eq(depkt.err_unexpected_cpl | req_unexpected),
         ]
         m.d.sync += flr_rst.eq(cfg.flr)
         m.d.comb += self.flr.eq(flr_rst)
@@ -307,6 +360,11 @@ class VirtioPciEndpoint(wiring.Component):
         stream_rules(m, "doorbell", self.doorbell.valid, self.doorbell.ready,
                      self.doorbell.payload)
         stream_rules(m, "qevent", self.qevent.valid, self.qevent.ready, self.qevent.payload)
+        if self.params.dma_tags:
+            stream_rules(m, "dma_rdata", self.dma_rdata.valid, self.dma_rdata.ready,
+                         self.dma_rdata.payload)
+            stream_rules(m, "dma_wdone", self.dma_wdone.valid, self.dma_wdone.ready,
+                         self.dma_wdone.payload)
         op = dispatch.op
         completion_tracker(
             m, op.valid & op.ready & op.payload.need_cpl & op.payload.cpl_start,

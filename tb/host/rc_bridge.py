@@ -14,6 +14,12 @@ Three kinds of upstream TLP are kept on the bridge instead of being forwarded:
   complex only uses tags below 32, so they can only answer raw requests, late or twice);
 * anything else that cannot be parsed goes to ``unparsed`` and is logged as an error.
 
+Memory requests of the RTL (back-end DMA, ``dma_*`` ports) are logged in ``requests`` (DW lists
+with their position in ``tx_tlps``) and offered to the ``request_hooks`` first: a hook that
+returns True keeps the request from the fabric (the test answers it itself with ``send_dws``:
+withheld, bad or hand-split completions).  ``tx_log`` lists the kind of every upstream TLP in
+order, for ordering checks.
+
 Stream timing follows ``amaranth.lib.stream``: a beat moves on a rising edge where ``valid`` and
 ``ready`` are both high.  ``rx_idle`` is the probability of an idle cycle before each rx beat and
 ``tx_stall`` the probability that ``tx.ready`` is low in a cycle where ``tx.valid`` is high; both come
@@ -78,6 +84,9 @@ class RtlBridge(Device):
         self.unparsed = []
         self.stray = []           # completions with a raw tag nobody waits for (any more)
         self.raw_tag_base = raw_tag_base
+        self.requests = []        # (tx index, DWs) of every memory request from the RTL
+        self.request_hooks = []   # callables(dws) -> True when the test takes the request
+        self.tx_log = []          # (kind, DWs) of every upstream TLP, in order
         self.rx_tlps = 0          # TLPs driven into the RTL
         self.tx_tlps = 0          # TLPs received from the RTL
         self._msg_event = Event()
@@ -185,6 +194,11 @@ class RtlBridge(Device):
         dws = beats_to_dws(beats, self.width)
         self.tx_tlps += 1
         kind = tlp_kind(dws[0]) if dws else "empty"
+        self.tx_log.append((kind, dws))
+        if kind == "req":
+            self.requests.append((self.tx_tlps - 1, dws))
+            if any(hook(dws) for hook in list(self.request_hooks)):
+                return
         if kind == "msg":
             self.log.debug("message from RTL: %s", " ".join(f"{d:08x}" for d in dws))
             self.messages.append(dws)

@@ -88,8 +88,10 @@ async def drive(ctx, stream, payloads, cycle, *, rng=None, idle=0.0, accepted=No
 
 
 def payload_bits(value):
-    """Integer of a sampled payload (``data.Const`` or plain int)."""
-    return value.as_bits() if hasattr(value, "as_bits") else int(value)
+    """Integer of a sampled payload (``data.Const``, an enum member or plain int)."""
+    if hasattr(value, "as_bits"):
+        return value.as_bits()
+    return int(getattr(value, "value", value))
 
 
 class StreamMonitor:

@@ -197,6 +197,7 @@ def expected_masks(p, img):
     put(ex + 8, 2, rw=0x7FFF & ~(1 << 9) & ~(1 << 10))
     put(ex + 0xA, 2, rw1c=0x000F)                               # Device Status error bits
     put(ex + 0x10, 2, rw=0x00CB)          # Link Control: ASPM, RCB, common clock, extended synch
+    put(ex + 0x28, 2, rw=0x0010)          # Device Control 2: Completion Timeout Disable (DMA-14)
     put(mx + 2, 2, rw=0xC000)                                   # MSI-X Enable, Function Mask
     put(pc + 4, 1, rw=0xFF)                                     # virtio_pci_cfg_cap.cap.bar
     put(pc + 8, 8, rw=(1 << 64) - 1)                            # cap.offset, cap.length

@@ -197,6 +197,9 @@ def build_config_image(p):
     # hardwired to 0 because the function implements neither (PCIe 4.0 7.5.3.4); bit 15 is the
     # Initiate FLR strobe, which reads 0.
     img.put(ex.offset + 8, 2, 0x2810, rw=0x79FF, name="pcie_devctl")
+    img.name_field("relaxed_en", ex.offset + 8, 1, lsb=4)
+    img.name_field("ext_tag_en", ex.offset + 9, 1, lsb=0)
+    img.name_field("no_snoop_en", ex.offset + 9, 1, lsb=3)
     img.name_field("mps", ex.offset + 8, 3, lsb=5)
     img.name_field("mrrs", ex.offset + 9, 3, lsb=4)
     img.name_field("flr", ex.offset + 9, 1, lsb=7)
@@ -206,6 +209,12 @@ def build_config_image(p):
     img.put(ex.offset + 0x10, 2, 0, rw=0x00CB, name="pcie_linkctl")
     img.name_field("rcb", ex.offset + 0x10, 1, lsb=3)
     img.put(ex.offset + 0x12, 2, 0x0011, name="pcie_linksta")
+    # Device Capabilities 2: Completion Timeout Disable Supported (bit 4), Completion Timeout
+    # Ranges not supported (value 0000b: the timeout is fixed, params.cpl_timeout_cycles);
+    # Device Control 2: Completion Timeout Disable (bit 4) read-write (requirement DMA-14)
+    img.put(ex.offset + 0x24, 4, 1 << 4, name="pcie_devcap2")
+    img.put(ex.offset + 0x28, 2, 0, rw=1 << 4, name="pcie_devctl2")
+    img.name_field("cto_disable", ex.offset + 0x28, 1, lsb=4)
     img.put(ex.offset + 0x2C, 4, 0x0000_0002, name="pcie_linkcap2")
     img.put(ex.offset + 0x30, 2, 0x0001, name="pcie_linkctl2")
 

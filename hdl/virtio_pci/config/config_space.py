@@ -30,7 +30,8 @@ class ConfigSpace(wiring.Component):
     """Ports
     -----
     bus : register bus, 10-bit dword address (0x000..0xFFC).
-    command, mem_bar_base, io_bar_base, msix_enable, msix_fmask, mps, rcb, pci_cfg_* : current
+    command, mem_bar_base, io_bar_base, msix_enable, msix_fmask, mps, mrrs, ext_tag, relaxed_en,
+        no_snoop_en (Device Control), cto_disable (Device Control 2), rcb, pci_cfg_* : current
         values of the fields the rest of the endpoint uses (registered, no latency).
     int_status : In, shown in Status bit 3 (Interrupt Status).
     set_* : In, one-cycle pulses that set write-1-to-clear error bits.
@@ -49,6 +50,11 @@ class ConfigSpace(wiring.Component):
             "msix_enable": Out(1),
             "msix_fmask": Out(1),
             "mps": Out(3),
+            "mrrs": Out(3),
+            "ext_tag": Out(1),
+            "relaxed_en": Out(1),
+            "no_snoop_en": Out(1),
+            "cto_disable": Out(1),
             "rcb": Out(1),
             "pci_cfg_bar": Out(8),
             "pci_cfg_offset": Out(32),
@@ -57,6 +63,9 @@ class ConfigSpace(wiring.Component):
             "int_status": In(1),
             "set_signaled_abort": In(1),
             "set_parity_error": In(1),
+            "set_master_abort": In(1),
+            "set_target_abort": In(1),
+            "set_master_parity": In(1),
             "set_ur_detected": In(1),
             "set_fatal_detected": In(1),
             "set_nonfatal_detected": In(1),
@@ -128,6 +137,12 @@ class ConfigSpace(wiring.Component):
 
         set_bits("status", 11, self.set_signaled_abort)
         set_bits("status", 15, self.set_parity_error)
+        # requester errors (PCI 3.0 6.2.3, PCIe 7.5.1.1.4): Received Master Abort (a UR
+        # completion), Received Target Abort (a CA completion), Master Data Parity Error (a
+        # poisoned completion, only while Parity Error Response is enabled)
+        set_bits("status", 13, self.set_master_abort)
+        set_bits("status", 12, self.set_target_abort)
+        set_bits("status", 8, self.set_master_parity & fld("command")[6])
         set_bits("pcie_devsta", 0, self.set_correctable_detected)
         set_bits("pcie_devsta", 1, self.set_nonfatal_detected)
         set_bits("pcie_devsta", 2, self.set_fatal_detected)
@@ -147,6 +162,11 @@ class ConfigSpace(wiring.Component):
             self.msix_enable.eq(fld("msix_enable")),
             self.msix_fmask.eq(fld("msix_fmask")),
             self.mps.eq(fld("mps")),
+            self.mrrs.eq(fld("mrrs")),
+            self.ext_tag.eq(fld("ext_tag_en")),
+            self.relaxed_en.eq(fld("relaxed_en")),
+            self.no_snoop_en.eq(fld("no_snoop_en")),
+            self.cto_disable.eq(fld("cto_disable")),
             self.rcb.eq(fld("rcb")),
             self.pci_cfg_bar.eq(fld("pci_cfg_bar")),
             self.pci_cfg_offset.eq(fld("pci_cfg_offset")),

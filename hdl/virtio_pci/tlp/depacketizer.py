@@ -80,6 +80,8 @@ class Depacketizer(wiring.Component):
     io_bar_base : 32-bit base of the I/O BAR (transitional devices, ``legacy_guard``).
     mps : Device Control Max_Payload_Size code (0 = 128 bytes).
     completer_id : the bus/device number captured from the last CfgRd0/CfgWr0 (function 0).
+    cpl_routed : In, a requester (``dma/``) takes the completions on ``rx`` (it snoops the beats
+        and reports unexpected ones itself); when low every completion counts as unexpected.
     err_* : one-cycle pulses per dropped or refused TLP, for error reporting and counters
         (``err_ur_posted``: the UR was a posted request, answered by nobody).
     """
@@ -100,6 +102,7 @@ class Depacketizer(wiring.Component):
             "io_enable": In(1),
             "mps": In(3),
             "completer_id": Out(16),
+            "cpl_routed": In(1),
             "err_malformed": Out(1),
             "err_ur": Out(1),
             "err_ur_posted": Out(1),
@@ -377,7 +380,7 @@ class Depacketizer(wiring.Component):
                         self.err_ur.eq(~malformed & ((~claimed & ~is_msg & ~is_cpl) | is_vdm0)),
                         self.err_ur_posted.eq(~malformed & ((~claimed & is_mwr) | is_vdm0)),
                         self.err_poisoned.eq(~malformed & poisoned),
-                        self.err_unexpected_cpl.eq(~malformed & is_cpl),
+                        self.err_unexpected_cpl.eq(~malformed & is_cpl & ~self.cpl_routed),
                         self.msg_dropped.eq(~malformed & is_msg),
                     ]
                     with m.If(serve_cfg & ~malformed):
