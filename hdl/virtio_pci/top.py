@@ -366,6 +366,8 @@ class VirtioPciEndpoint(wiring.Component):
             stream_rules(m, "dma_wdone", self.dma_wdone.valid, self.dma_wdone.ready,
                          self.dma_wdone.payload)
         op = dispatch.op
+        # the pipeline holds 4 completions besides the dispatcher's completion queue
         completion_tracker(
             m, op.valid & op.ready & op.payload.need_cpl & op.payload.cpl_start,
-            packer.tx.valid & packer.tx.ready & packer.tx.payload.first)
+            packer.tx.valid & packer.tx.ready & packer.tx.payload.first,
+            depth=4 + self.params.cpl_queue_depth, width=10)
