@@ -127,6 +127,9 @@ class VirtioPciParams:
     #: owns the type-0 header, BARs and its capabilities; the core's configuration space only
     #: answers what the IP forwards (config/config_space.py) and takes its state from ``hip``
     hard_ip: str = None
+    #: completion chunks (one per DW read, one per configuration / I/O request) buffered while
+    #: tx is held, so that posted requests keep flowing past waiting non-posted ones (PCIe 2.4.1)
+    cpl_queue_depth: int = 8
 
     def __post_init__(self):
         if self.device_type not in DEVICE_TYPES:
@@ -204,6 +207,8 @@ class VirtioPciParams:
         if self.hard_ip and self.has_io_bar:
             raise ValueError("hard-IP mode has no I/O BAR (transitional, legacy_guard): the hard IP "
                              "owns the BARs")
+        if not 2 <= self.cpl_queue_depth <= 256:
+            raise ValueError(f"cpl_queue_depth must be 2..256 completion chunks, not {self.cpl_queue_depth!r}")
         if self.device_cfg_backend not in ("regfile", "external"):
             raise ValueError(f"device config back-end must be 'regfile' or 'external', not {self.device_cfg_backend!r}")
 

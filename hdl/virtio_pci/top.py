@@ -150,7 +150,8 @@ class VirtioPciEndpoint(wiring.Component):
         cfg = ConfigSpace(p)
         window = PciCfgWindow(p, depkt.addr_width, cfg.image.fields["pci_cfg_data"].dword)
         m.submodules.dispatch = dispatch = Dispatcher(depkt.addr_width, self.targets(),
-                                                      timeout=p.stall_limit)
+                                                      timeout=p.stall_limit,
+                                                      cpl_depth=p.cpl_queue_depth)
         m.submodules.packer = packer = BeatPacker(p.data_width)
         # tx sources: host completions (behind the DMA ordering barrier), interrupt messages,
         # back-end MRds, back-end MWrs
@@ -381,6 +382,8 @@ class VirtioPciEndpoint(wiring.Component):
             stream_rules(m, "dma_wdone", self.dma_wdone.valid, self.dma_wdone.ready,
                          self.dma_wdone.payload)
         op = dispatch.op
+        # the pipeline holds 4 completions besides the dispatcher's completion queue
         completion_tracker(
             m, op.valid & op.ready & op.payload.need_cpl & op.payload.cpl_start,
-            packer.tx.valid & packer.tx.ready & packer.tx.payload.first)
+            packer.tx.valid & packer.tx.ready & packer.tx.payload.first,
+            depth=4 + self.params.cpl_queue_depth, width=10)

@@ -187,6 +187,7 @@ class IrqModel:
         self.rcv = [0] * n
         self.cand_addr = [set() for _ in range(n)]
         self.cand_data = [set() for _ in range(n)]
+        self.unresolved = []
         self.deliv = 0
         self.intx_want = False
         self.intx_dut = False          # the state the last INTx message announced
@@ -392,10 +393,14 @@ class RefModel:
         q = self.irq
         return [v for v in range(self.nvec) if q.owed[v] and q.deliv >> v & 1]
 
-    def resolve(self, pba):
-        """At a drained point: ``pba`` the bits read from the PBA (None: not read).  Returns the
-        list of violations; afterwards every pending bit is known."""
+    def resolve(self, pba, rcv_before=None):
+        """At a drained point: ``pba`` the bits read from the PBA (None: not read);
+        ``rcv_before``: the per-vector message counts (``irq.rcv``) when the PBA read was sent.
+        Returns the list of violations; afterwards every pending bit is known, except those of
+        ``irq.unresolved`` (pended again, and a message came while the PBA was being read: it may
+        be the one owed, so the PBA must be read again)."""
         q = self.irq
+        q.unresolved = []
         errs = []
         for v in range(self.nvec):
             if q.owed[v]:
@@ -406,6 +411,10 @@ class RefModel:
                 continue
             a = pba >> v & 1
             if q.deliv >> v & 1:
+                if a and rcv_before is not None and q.rcv[v] > rcv_before[v]:
+                    q.pend[v] = None            # the message read as pending may have come since
+                    q.unresolved.append(v)
+                    continue
                 if a and q.maxmsg[v] > 0:
                     # an event came after the message that covered the earlier ones had started:
                     # the function rightly pends the vector again and owes one more message

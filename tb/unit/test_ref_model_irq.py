@@ -196,3 +196,19 @@ def test_d3hot_gates_delivery_from_pm_rules():
     m._irq_update()
     assert m.missing_msix() == [0] and _msg(m, 0) is None
     assert m.resolve(0) == []
+
+
+def test_repended_message_during_pba_read_is_not_owed_twice():
+    """MSX-D1: a vector read as pending again whose owed message arrived while the PBA read was
+    in flight is not owed a further message; it is read again (``unresolved``) and then known."""
+    m = _model()
+    _unmask(m, 0)
+    m.irq_request(0, False)
+    m.irq_request(0, False)
+    assert _msg(m, 0) is None
+    before = list(m.irq.rcv)
+    assert _msg(m, 0) is None                 # came after the PBA read had found the bit set
+    assert m.resolve(1, before) == []
+    assert m.irq.unresolved == [0] and m.missing_msix() == []
+    assert m.resolve(0, list(m.irq.rcv)) == [] and m.irq.unresolved == []
+    assert _msg(m, 0) is not None, "a third message for two events"

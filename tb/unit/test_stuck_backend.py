@@ -240,3 +240,59 @@ def test_legacy_reset_never_acknowledged():
         assert h.edge_of(tag) - sent == 3
 
     run(ep, main)
+
+
+def test_posted_writes_pass_reads_waiting_for_tx():
+    """PCI-01 (PCIe Base 2.4.1, Table 2-40: a posted request must be able to pass a non-posted
+    one): with ``tx`` held, single-DW register reads interleaved with doorbell writes: the reads
+    execute in order and their completions wait in the completion queue (``cpl_queue_depth`` = K
+    chunks) and the packer (one TLP), so the doorbells behind the first K + 1 reads are delivered;
+    the doorbell behind read K + 2 waits with it.  Released, every completion leaves in order with
+    the data the register had when the read arrived, and every doorbell is delivered once."""
+    K = 4
+    p = VirtioPciParams(cpl_queue_depth=K)
+    ep = Endpoint(p, "np_pass")
+    h = Host(ep)
+    dut = ep.dut
+    db = StreamMonitor(dut.doorbell, ep.b.cycle, name="doorbell")
+    ep.b.add(db, background=True)
+    ep.b.add(StreamMonitor(dut.qevent, ep.b.cycle, name="qevent"), background=True)
+    notify = p.regions["notify"].offset
+    common = p.regions["common"].offset
+
+    n = K + 4
+    tlps = []
+    for i in range(n):
+        # queue_select (read back), then a doorbell whose value names the pair
+        tlps.append(mem_req(BAR + common + 0x14, 1, fbe=0xC, tag=0x40 + i))
+        tlps.append(mem_req(BAR + notify, 1, write=True, data=[0x100 + i], fbe=0x3))
+    go = []
+
+    async def sender(ctx):
+        while not go:
+            await ctx.tick()
+        await ep.send(ctx, tlps)                 # blocks while rx is held
+
+    async def main(ctx):
+        await h.setup(ctx)
+        await h.driver_ok(ctx)
+        for _ in range(10):
+            await ctx.tick()
+        ep.tx.rng = seeded("np_pass")
+        ep.tx.ready_prob = 0.0                   # the link takes nothing
+        go.append(1)
+        for _ in range(200):
+            await ctx.tick()
+        got = [d.value for _, d in db.items]
+        assert got == [0x100 + i for i in range(K + 1)], [hex(v) for v in got]
+        assert not ctx.get(dut.rx.ready), "rx should wait behind read K + 2"
+        ep.tx.ready_prob = 1.0
+        for _ in range(100):
+            await ctx.tick()
+        assert [d.value for _, d in db.items] == [0x100 + i for i in range(n)]
+        cpls = [t for t in h.completions() if t.tag >= 0x40]
+        assert [t.tag for t in cpls] == [0x40 + i for i in range(n)]
+        assert all(t.status == CplStatus.SC for t in cpls)
+
+    ep.b.add(sender)
+    run(ep, main)

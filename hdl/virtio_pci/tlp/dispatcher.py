@@ -17,6 +17,15 @@ Timing: an operation in S1 at cycle t makes its access at t (when not stalled), 
 chunk is offered at t+1 and its beat is on ``tx`` at t+2.  With the depacketizer's register the
 answer to a single-DW read starts 3 cycles after the request's last beat.
 
+Ordering (PCIe Base 2.4.1, Table 2-40: posted requests must be able to pass non-posted ones):
+S2 does not hand its chunk to the packer directly but through a completion queue of
+``cpl_depth`` chunks (LUT RAM; an empty queue is bypassed, so the latency above is unchanged).
+An operation that needs a completion is accepted in S1 only while the queue has room for its
+chunk, so S2 never waits and posted writes keep flowing while ``tx`` is held: up to
+``cpl_depth`` completion chunks (one per DW read; a single-DW read or any configuration / I/O
+request is one chunk) are buffered, beyond that the next non-posted operation waits in S1 and
+so does what follows it.  Operations still execute in arrival order; only completions wait.
+
 No stuck party wedges the function (DESIGN.md section 4): with ``timeout`` = T, an operation whose
 target keeps ``ready`` low for T cycles (a back-end that does not take a doorbell, an external
 device-config back-end that does not answer, a legacy access waiting for a ``reset_ack`` that
@@ -30,7 +39,7 @@ back-end took and answered the abandoned request).  So every operation leaves S1
 T cycles, and configuration requests behind back-end accesses always make progress.
 """
 from amaranth.hdl import Cat, Const, Module, Mux, Signal
-from amaranth.lib import stream, wiring
+from amaranth.lib import memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..regbus import RegBusSignature
@@ -63,10 +72,14 @@ class Target:
 class Dispatcher(wiring.Component):
     """``timeout``: cycles an operation may wait for a target before it is abandoned (None: it
     waits for ever).  ``abandon``: Out pulse, an operation was abandoned this cycle.  ``alive``:
-    In, one bit per target (in ``targets`` order): that target answers again (clears *stuck*)."""
+    In, one bit per target (in ``targets`` order): that target answers again (clears *stuck*).
+    ``cpl_depth``: completion chunks buffered while ``chunk`` is not ready (see above)."""
 
-    def __init__(self, op_addr_width, targets, timeout=None):
+    def __init__(self, op_addr_width, targets, timeout=None, cpl_depth=8):
         self._targets = list(targets)
+        if not 1 <= cpl_depth <= 256:
+            raise ValueError(f"completion queue depth must be 1..256 chunks, not {cpl_depth!r}")
+        self._cpl_depth = cpl_depth
         if timeout is not None and not 2 <= timeout <= 1 << 20:
             raise ValueError(f"dispatcher timeout must be 2..{1 << 20} cycles, not {timeout!r}")
         self._timeout = timeout
@@ -120,8 +133,39 @@ class Dispatcher(wiring.Component):
         s2_tgt = Signal(range(n + 1))
         s2_rshift = Signal(2)
         s2_rlen = Signal(2)
-        chunk = self.chunk
+        chunk = stream.Signature(ChunkLayout).create(path=("s2c",))   # S2 -> completion queue
         s2_free = ~s2_valid | ~s2_need | (chunk.valid & chunk.ready)
+        # ---- completion queue (see the module docstring) ----
+        K = self._cpl_depth
+        m.submodules.cplq = cplq = memory.Memory(shape=ChunkLayout, depth=K, init=[])
+        q_wr = cplq.write_port()
+        q_rd = cplq.read_port(domain="comb")
+        q_count = Signal(range(K + 1))
+        q_head = Signal(range(K))
+        q_tail = Signal(range(K))
+        out = self.chunk
+        m.d.comb += [
+            out.valid.eq((q_count != 0) | chunk.valid),
+            q_rd.addr.eq(q_head),
+            out.payload.eq(Mux(q_count != 0, q_rd.data, chunk.payload)),
+            chunk.ready.eq(q_count < K),
+        ]
+        enq = chunk.valid & chunk.ready & ~((q_count == 0) & out.ready)
+        deq = (q_count != 0) & out.ready
+        m.d.comb += [q_wr.addr.eq(q_tail), q_wr.data.eq(chunk.payload), q_wr.en.eq(enq)]
+        with m.If(enq):
+            m.d.sync += q_tail.eq(Mux(q_tail == K - 1, 0, q_tail + 1))
+        with m.If(deq):
+            m.d.sync += q_head.eq(Mux(q_head == K - 1, 0, q_head + 1))
+        m.d.sync += q_count.eq(q_count + enq - deq)
+        # room for the chunk of an operation accepted now (it enters the queue next cycle); S2's
+        # chunk counted as queued even when it bypasses, so that tx's ready stays off this path
+        cpl_room = Signal()
+        m.d.comb += cpl_room.eq(q_count + chunk.valid < K)
+
+        # an operation that needs a completion goes only when its chunk has room (no access before)
+        can_issue = Signal()
+        m.d.comb += can_issue.eq(s2_free & (~o.need_cpl | cpl_room))
 
         # ---- bounded wait (see the module docstring) ----
         abandon = Signal()
@@ -129,7 +173,7 @@ class Dispatcher(wiring.Component):
             T = self._timeout
             waited = Signal(range(T))
             stuck = Signal(n)        # one flag per target
-            waiting = op.valid & s2_free & ~tgt_ready
+            waiting = op.valid & can_issue & ~tgt_ready
             hit_stuck = (hit & stuck).any()
             m.d.comb += abandon.eq(waiting & ((waited == T - 1) | hit_stuck))
             with m.If(waiting & ~abandon):
@@ -145,9 +189,9 @@ class Dispatcher(wiring.Component):
                 m.d.sync += stuck.eq(stuck & ~alive)
         m.d.comb += self.abandon.eq(abandon)
 
-        m.d.comb += op.ready.eq(s2_free & (tgt_ready | abandon))
+        m.d.comb += op.ready.eq(can_issue & (tgt_ready | abandon))
         for i, t in enumerate(self._targets):
-            m.d.comb += self.bus(t.name).en.eq(op.valid & s2_free & hit[i])
+            m.d.comb += self.bus(t.name).en.eq(op.valid & can_issue & hit[i])
 
         with m.If(s2_free):
             m.d.sync += s2_valid.eq(0)

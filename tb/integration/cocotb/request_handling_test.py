@@ -401,3 +401,36 @@ async def broken_frames_test(dut):
         assert tb.error_count("err_malformed") - mf0 == 3, "err_malformed pulses"
     await env.sanity()
     tb.check_clean()
+
+
+@cocotb.test()
+async def power_states_test(dut):
+    """PCI-01: through the root complex, PowerState 1 and 2 are discarded (PMC: no D1, no D2;
+    PCI PM 1.2 3.2.4); in D3hot a memory read gets UR and a memory write is dropped (PCIe
+    5.3.1.4.1) while configuration requests are served; back in D0 the BAR answers with its old
+    contents (No_Soft_Reset)."""
+    env = await _Env().start(dut)
+    tb, dev = env.tb, env.dev
+    kept = await env.sanity()
+    caps = await tb.capabilities()
+    pm = tb.find_cap(caps, CapId.PM).offset
+    pmc = (await tb.cfg_read_dword(pm)) >> 16
+    assert not pmc >> 9 & 3, f"PMC {pmc:#06x} advertises D1 / D2"
+    csr = pm + 4
+    for state, want in ((1, 0), (2, 0), (3, 3), (1, 3), (2, 3), (0, 0)):
+        await tb.cfg_write_dword(csr, state, fbe=0b0001)
+        got = await tb.cfg_read_dword(csr) & 3
+        assert got == want, f"PowerState {state} written: reads {got}, expected {want}"
+    await tb.cfg_write_dword(csr, 3, fbe=0b0001)
+    req = mem_tlp(False, env.entry)
+    cpls = await tb.raw_request(req, settle=20)
+    assert len(cpls) == 1, f"expected one completion, got {cpls}"
+    _check_ur(env, cpls[0], req, what="MRd in D3hot")
+    await tb.expect_no_completion(mem_tlp(True, env.entry, data=[~kept & 0xFFFF_FFFF]))
+    assert await env.devsta() & DevSta.UNSUPPORTED_REQUEST
+    assert await dev.config_read_dword(Hdr.VENDOR_ID) == dev.vendor_id | dev.device_id << 16
+    await tb.cfg_write_dword(csr, 0, fbe=0b0001)
+    assert await tb.rc.mem_read_dword(env.entry) == kept, "a write in D3hot landed"
+    await env.clear_errors()
+    await env.sanity()
+    tb.check_clean()
