@@ -99,9 +99,21 @@ config)
     report changed
     ;;
 hwrng)
-    read x < /sys/class/misc/hw_random/rng_current; say hwrng.current $x
-    say hwrng.bytes $(head -c 4096 /dev/hwrng | wc -c)
-    say hwrng.sample $(head -c 16 /dev/hwrng | od -An -tx1)
+    # UML has its own hwrng (arch/um/drivers/random.c, "hw_random", the host's /dev/random) and
+    # it stays current: select the virtio one (a later rng_quality write would re-pick the
+    # best rng, which is UML's again: the first in the list at equal quality)
+    H=/sys/class/misc/hw_random
+    read x < $H/rng_available; say hwrng.available $x
+    for r in $x; do
+        case $r in virtio_rng.*) echo $r > $H/rng_current;; esac
+    done
+    read y < $H/rng_quality; say hwrng.quality $y
+    read x < $H/rng_current; say hwrng.current $x
+    head -c 4096 /dev/hwrng > /tmp/hwrng
+    say hwrng.bytes $(wc -c < /tmp/hwrng)
+    say hwrng.sample $(od -An -tx1 -v -N 16 /tmp/hwrng)
+    say hwrng.md5 $(md5sum < /tmp/hwrng)
+    od -An -tx1 -v -w128 /tmp/hwrng | while read l; do say hwrng.hex $l; done
     report after
     ;;
 esac

@@ -89,8 +89,10 @@ async def linux_cosim_test(dut):
     await ClockCycles(dut.clk, 8)
     dut.rst.value = 0
     await ClockCycles(dut.clk, 2)
-    be = VirtioBackend(dut, desc)
-    if desc.params["device_type"] == 1 and desc.params["device_cfg_size"] >= 8:
+    # a whole device (virtio-rng: endpoint + ring engine, hdl/virtio_pci/cli.py top_level) has
+    # no back-end ports: nothing for the back-end model to drive
+    be = VirtioBackend(dut, desc) if "doorbell__payload" in desc.ports else None
+    if be is not None and desc.params["device_type"] == 1 and desc.params["device_cfg_size"] >= 8:
         await be.dcfg_write(1, 0x0001_0000, be=0x3 << 2)   # link up (VIRTIO_NET_S_LINK_UP)
 
     server = VhostUserServer(os.environ["VPCI_LINUX_SOCKET"])
@@ -99,12 +101,13 @@ async def linux_cosim_test(dut):
     if os.environ.get("VPCI_LINUX_DROP_ANSWER"):
         bridge.drop_answer = int(os.environ["VPCI_LINUX_DROP_ANSWER"])
     info = {"sim_start_wall_s": time.time()}
-    cocotb.start_soon(_watch_driver_ok(dut, info, time.time()))
+    if "driver_ok" in desc.ports:
+        cocotb.start_soon(_watch_driver_ok(dut, info, time.time()))
     if "flr" in desc.ports:
         cocotb.start_soon(_count_flr(dut, info))
-    if os.environ.get("VPCI_LINUX_DMA_PROBE") and "dma_req__valid" in desc.ports:
+    if be is not None and os.environ.get("VPCI_LINUX_DMA_PROBE") and "dma_req__valid" in desc.ports:
         cocotb.start_soon(_dma_probe(dut, desc, be, info))
-    if os.environ.get("VPCI_LINUX_CONFIG_CHANGE"):
+    if be is not None and os.environ.get("VPCI_LINUX_CONFIG_CHANGE"):
         cocotb.start_soon(_config_change(be, info, float(os.environ["VPCI_LINUX_CONFIG_CHANGE"])))
     try:
         how = await bridge.serve(deadline, os.environ.get("VPCI_LINUX_STOP"))
@@ -112,10 +115,13 @@ async def linux_cosim_test(dut):
         transcript.close()
         server.close()
     info.update(end=how, errors=bridge.errors, stats=bridge.stats,
-                sim_end_wall_s=time.time(), sim_ns=cocotb.utils.get_sim_time("ns"),
-                device_status=int(dut.device_status.value),
-                resets=len(be.resets), qevents=len(be.qevents), doorbells=len(be.doorbells),
-                doorbell_queues=sorted({d.queue for d in be.doorbells}))
+                sim_end_wall_s=time.time(), sim_ns=cocotb.utils.get_sim_time("ns"))
+    if be is not None:
+        info.update(device_status=int(dut.device_status.value),
+                    resets=len(be.resets), qevents=len(be.qevents), doorbells=len(be.doorbells),
+                    doorbell_queues=sorted({d.queue for d in be.doorbells}))
+    if "chains" in desc.ports:
+        info["chains"] = int(dut.chains.value)
     with open(os.path.join(outdir, "bridge.json"), "w") as f:
         json.dump(info, f, indent=1)
     assert how in ("closed", "stopped"), f"wall-clock limit of {limit} s reached before Linux powered off"
