@@ -176,3 +176,20 @@ def forward_ports(m, outer, inner, *, skip=()):
         else:
             m.d.comb += outer_ports[path].eq(value)
 
+
+def block_members(blocks):
+    """Signature members of an adapter that exposes ports of its sub-blocks: ``blocks`` is a
+    sequence of ``(block, names)``; each named member of ``block`` is repeated under its name."""
+    return {n: blk.signature.members[n] for blk, names in blocks for n in names}
+
+
+def forward_block_ports(m, outer, blocks):
+    """Connect each port named in ``blocks`` (``(block, names)`` pairs) to the port of the same
+    name on ``outer`` (combinational, either direction)."""
+    for blk, names in blocks:
+        for n in names:
+            ext, inner = getattr(outer, n), getattr(blk, n)
+            if blk.signature.members[n].flow == In:
+                m.d.comb += inner.eq(ext)
+            else:
+                m.d.comb += ext.eq(inner)

@@ -43,7 +43,7 @@ from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.wiring import In, Out, connect, flipped
 
 from ..tlp.layouts import FmtType, tlp_stream
-from .cdc import AdaptedEndpoint
+from .cdc import AdaptedEndpoint, block_members, forward_block_ports
 
 __all__ = ["PTileRx", "PTileTx", "CreditGate", "CiiBridge", "PTileAdapter", "PTileEndpoint",
            "RX_READY_LATENCY", "TX_READY_LATENCY", "CII_TAG", "FcType"]
@@ -503,10 +503,8 @@ class PTileAdapter(wiring.Component):
         self.rx = PTileRx(width, rx_depth)
         self.tx = PTileTx(width)
         self.cii = CiiBridge(width)
-        members = {}
-        for blk, names in ((self.rx, _RX_PORTS), (self.tx, _TX_PORTS), (self.cii, _CII_PORTS)):
-            for n in names:
-                members[n] = blk.signature.members[n]
+        members = block_members(((self.rx, _RX_PORTS), (self.tx, _TX_PORTS),
+                                 (self.cii, _CII_PORTS)))
         members["core_rx"] = Out(tlp_stream(width))
         members["core_tx"] = In(tlp_stream(width))
         super().__init__(members)
@@ -516,13 +514,7 @@ class PTileAdapter(wiring.Component):
         m.submodules.rx = rx = self.rx
         m.submodules.tx = tx = self.tx
         m.submodules.cii = cii = self.cii
-        for blk, names in ((rx, _RX_PORTS), (tx, _TX_PORTS), (cii, _CII_PORTS)):
-            for n in names:
-                outer, inner = getattr(self, n), getattr(blk, n)
-                if blk.signature.members[n].flow == In:
-                    m.d.comb += inner.eq(outer)
-                else:
-                    m.d.comb += outer.eq(inner)
+        forward_block_ports(m, self, ((rx, _RX_PORTS), (tx, _TX_PORTS), (cii, _CII_PORTS)))
         connect(m, rx.tlp, cii.rx_in)
         connect(m, cii.rx_out, flipped(self.core_rx))
         connect(m, flipped(self.core_tx), cii.tx_in)

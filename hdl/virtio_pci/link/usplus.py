@@ -39,7 +39,7 @@ from amaranth.lib.wiring import In, Out, connect, flipped
 
 from ..config.config_space import HardIpStatus
 from ..tlp.layouts import FmtType, tlp_stream
-from .cdc import AdaptedEndpoint
+from .cdc import AdaptedEndpoint, block_members, forward_block_ports
 
 __all__ = ["UsCq", "UsTx", "UsCfg", "UsPlusAdapter", "UsPlusEndpoint", "ReqType", "CFG_EXT_TAG"]
 
@@ -368,10 +368,7 @@ class UsPlusAdapter(wiring.Component):
         self.cq = UsCq(width)
         self.tx = UsTx(width)
         self.cfg = UsCfg(width)
-        members = {}
-        for blk, names in ((self.cq, _CQ), (self.tx, _TX), (self.cfg, _CFG)):
-            for n in names:
-                members[n] = blk.signature.members[n]
+        members = block_members(((self.cq, _CQ), (self.tx, _TX), (self.cfg, _CFG)))
         members.update({"pcie_cq_np_req": Out(2), "core_rx": Out(tlp_stream(width)),
                         "core_tx": In(tlp_stream(width)), "hip": Out(HardIpStatus)})
         super().__init__(members)
@@ -381,13 +378,7 @@ class UsPlusAdapter(wiring.Component):
         m.submodules.cq = cq = self.cq
         m.submodules.tx = tx = self.tx
         m.submodules.cfg = cfg = self.cfg
-        for blk, names in ((cq, _CQ), (tx, _TX), (cfg, _CFG)):
-            for n in names:
-                outer, inner = getattr(self, n), getattr(blk, n)
-                if blk.signature.members[n].flow == In:
-                    m.d.comb += inner.eq(outer)
-                else:
-                    m.d.comb += outer.eq(inner)
+        forward_block_ports(m, self, ((cq, _CQ), (tx, _TX), (cfg, _CFG)))
         m.d.comb += [self.pcie_cq_np_req.eq(1), self.hip.eq(cfg.hip),
                      tx.requester_id.eq(cfg.own_id)]
         connect(m, cq.tlp, cfg.rx_in)
