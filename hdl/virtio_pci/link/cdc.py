@@ -114,6 +114,56 @@ class CdcEndpoint(wiring.Component):
         return m
 
 
+class AdaptedEndpoint(wiring.Component):
+    """Base of the vendor wrapped tops (``PTileEndpoint``, ``UsPlusEndpoint``): ``VirtioPciEndpoint``
+    behind a link adapter (``core_rx``/``core_tx`` toward the endpoint), with a ``TlpCdc`` between
+    and the adapter renamed into the ``link`` domain when ``cdc`` is set, else all on ``sync``.
+
+    The wrapper's ports are the adapter's (vendor side) and the endpoint's (back-end side), same
+    names; members named in ``skip`` (e.g. ``hip``) are neither exposed nor forwarded, the subclass
+    connects them in ``_link_extra``.
+    """
+
+    def _compose(self, params, adapter_cls, *, cdc, cdc_depth, skip=()):
+        """Build endpoint, adapter and optional ``TlpCdc``; then ``wiring.Component.__init__``."""
+        from ..top import VirtioPciEndpoint
+        self.endpoint = VirtioPciEndpoint(params)
+        self.params = self.endpoint.params
+        self.cdc = cdc
+        self._skip = tuple(skip)
+        self.adapter = adapter_cls(self.params.data_width)
+        self.tlp_cdc = TlpCdc(self.params.data_width, depth=cdc_depth) if cdc else None
+        members = {n: mb for n, mb in self.adapter.signature.members.items()
+                   if n not in ("core_rx", "core_tx") + self._skip}
+        members.update({n: mb for n, mb in self.endpoint.signature.members.items()
+                        if n not in ("rx", "tx") + self._skip})
+        wiring.Component.__init__(self, members)
+
+    def _link_extra(self, m, ep, ad):
+        """Hook: connect the ``skip`` members between adapter ``ad`` and endpoint ``ep``."""
+
+    def elaborate(self, platform):
+        from amaranth.hdl import DomainRenamer
+        m = Module()
+        ep = self.endpoint
+        m.submodules.endpoint = ep
+        if self.cdc:
+            m.submodules.adapter = ad = DomainRenamer("link")(self.adapter)
+            m.submodules.cdc = cdc = self.tlp_cdc
+            connect(m, ad.core_rx, cdc.link_rx)
+            connect(m, cdc.core_rx, ep.rx)
+            connect(m, ep.tx, cdc.core_tx)
+            connect(m, cdc.link_tx, ad.core_tx)
+        else:
+            m.submodules.adapter = ad = self.adapter
+            connect(m, ad.core_rx, ep.rx)
+            connect(m, ep.tx, ad.core_tx)
+        self._link_extra(m, ep, ad)
+        forward_ports(m, self, ad, skip=("core_rx", "core_tx") + self._skip)
+        forward_ports(m, self, ep, skip=("rx", "tx") + self._skip)
+        return m
+
+
 def forward_ports(m, outer, inner, *, skip=()):
     """Connect every port of ``inner`` to the port of the same path on ``outer`` (a wrapper whose
     signature repeats ``inner``'s), except the members named in ``skip``."""
@@ -126,3 +176,20 @@ def forward_ports(m, outer, inner, *, skip=()):
         else:
             m.d.comb += outer_ports[path].eq(value)
 
+
+def block_members(blocks):
+    """Signature members of an adapter that exposes ports of its sub-blocks: ``blocks`` is a
+    sequence of ``(block, names)``; each named member of ``block`` is repeated under its name."""
+    return {n: blk.signature.members[n] for blk, names in blocks for n in names}
+
+
+def forward_block_ports(m, outer, blocks):
+    """Connect each port named in ``blocks`` (``(block, names)`` pairs) to the port of the same
+    name on ``outer`` (combinational, either direction)."""
+    for blk, names in blocks:
+        for n in names:
+            ext, inner = getattr(outer, n), getattr(blk, n)
+            if blk.signature.members[n].flow == In:
+                m.d.comb += inner.eq(ext)
+            else:
+                m.d.comb += ext.eq(inner)

@@ -43,6 +43,7 @@ from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.wiring import In, Out, connect, flipped
 
 from ..tlp.layouts import FmtType, tlp_stream
+from .cdc import AdaptedEndpoint, block_members, forward_block_ports
 
 __all__ = ["PTileRx", "PTileTx", "CreditGate", "CiiBridge", "PTileAdapter", "PTileEndpoint",
            "RX_READY_LATENCY", "TX_READY_LATENCY", "CII_TAG", "FcType"]
@@ -502,10 +503,8 @@ class PTileAdapter(wiring.Component):
         self.rx = PTileRx(width, rx_depth)
         self.tx = PTileTx(width)
         self.cii = CiiBridge(width)
-        members = {}
-        for blk, names in ((self.rx, _RX_PORTS), (self.tx, _TX_PORTS), (self.cii, _CII_PORTS)):
-            for n in names:
-                members[n] = blk.signature.members[n]
+        members = block_members(((self.rx, _RX_PORTS), (self.tx, _TX_PORTS),
+                                 (self.cii, _CII_PORTS)))
         members["core_rx"] = Out(tlp_stream(width))
         members["core_tx"] = In(tlp_stream(width))
         super().__init__(members)
@@ -515,13 +514,7 @@ class PTileAdapter(wiring.Component):
         m.submodules.rx = rx = self.rx
         m.submodules.tx = tx = self.tx
         m.submodules.cii = cii = self.cii
-        for blk, names in ((rx, _RX_PORTS), (tx, _TX_PORTS), (cii, _CII_PORTS)):
-            for n in names:
-                outer, inner = getattr(self, n), getattr(blk, n)
-                if blk.signature.members[n].flow == In:
-                    m.d.comb += inner.eq(outer)
-                else:
-                    m.d.comb += outer.eq(inner)
+        forward_block_ports(m, self, ((rx, _RX_PORTS), (tx, _TX_PORTS), (cii, _CII_PORTS)))
         connect(m, rx.tlp, cii.rx_in)
         connect(m, cii.rx_out, flipped(self.core_rx))
         connect(m, flipped(self.core_tx), cii.tx_in)
@@ -529,7 +522,7 @@ class PTileAdapter(wiring.Component):
         return m
 
 
-class PTileEndpoint(wiring.Component):
+class PTileEndpoint(AdaptedEndpoint):
     """``VirtioPciEndpoint`` behind the P-Tile adapter.
 
     The P-Tile ports (``rx_st_*``, ``tx_st_*``, ``tx_cdts_limit*``, ``tl_cfg_*``, ``cii_*``) are in the
@@ -540,40 +533,8 @@ class PTileEndpoint(wiring.Component):
     """
 
     def __init__(self, params=None, *, cdc=True, cdc_depth=16):
-        from ..top import VirtioPciEndpoint
         from ..params import VirtioPciParams
-        from .cdc import TlpCdc
         self._MustUse__silence = True      # until the parameters are known to be valid
         _check_width((params or VirtioPciParams()).data_width)
         self._MustUse__silence = False
-        self.endpoint = VirtioPciEndpoint(params)
-        self.params = p = self.endpoint.params
-        self.cdc = cdc
-        self.adapter = PTileAdapter(p.data_width)
-        self.tlp_cdc = TlpCdc(p.data_width, depth=cdc_depth) if cdc else None
-        members = {n: mb for n, mb in self.adapter.signature.members.items()
-                   if n not in ("core_rx", "core_tx")}
-        members.update({n: mb for n, mb in self.endpoint.signature.members.items()
-                        if n not in ("rx", "tx")})
-        super().__init__(members)
-
-    def elaborate(self, platform):
-        from amaranth.hdl import DomainRenamer
-        from .cdc import forward_ports
-        m = Module()
-        ep = self.endpoint
-        m.submodules.endpoint = ep
-        if self.cdc:
-            m.submodules.adapter = ad = DomainRenamer("link")(self.adapter)
-            m.submodules.cdc = cdc = self.tlp_cdc
-            connect(m, ad.core_rx, cdc.link_rx)
-            connect(m, cdc.core_rx, ep.rx)
-            connect(m, ep.tx, cdc.core_tx)
-            connect(m, cdc.link_tx, ad.core_tx)
-        else:
-            m.submodules.adapter = ad = self.adapter
-            connect(m, ad.core_rx, ep.rx)
-            connect(m, ep.tx, ad.core_tx)
-        forward_ports(m, self, ad, skip=("core_rx", "core_tx"))
-        forward_ports(m, self, ep, skip=("rx", "tx"))
-        return m
+        self._compose(params, PTileAdapter, cdc=cdc, cdc_depth=cdc_depth)

@@ -39,6 +39,7 @@ from amaranth.lib.wiring import In, Out, connect, flipped
 
 from ..config.config_space import HardIpStatus
 from ..tlp.layouts import FmtType, tlp_stream
+from .cdc import AdaptedEndpoint, block_members, forward_block_ports
 
 __all__ = ["UsCq", "UsTx", "UsCfg", "UsPlusAdapter", "UsPlusEndpoint", "ReqType", "CFG_EXT_TAG"]
 
@@ -367,10 +368,7 @@ class UsPlusAdapter(wiring.Component):
         self.cq = UsCq(width)
         self.tx = UsTx(width)
         self.cfg = UsCfg(width)
-        members = {}
-        for blk, names in ((self.cq, _CQ), (self.tx, _TX), (self.cfg, _CFG)):
-            for n in names:
-                members[n] = blk.signature.members[n]
+        members = block_members(((self.cq, _CQ), (self.tx, _TX), (self.cfg, _CFG)))
         members.update({"pcie_cq_np_req": Out(2), "core_rx": Out(tlp_stream(width)),
                         "core_tx": In(tlp_stream(width)), "hip": Out(HardIpStatus)})
         super().__init__(members)
@@ -380,13 +378,7 @@ class UsPlusAdapter(wiring.Component):
         m.submodules.cq = cq = self.cq
         m.submodules.tx = tx = self.tx
         m.submodules.cfg = cfg = self.cfg
-        for blk, names in ((cq, _CQ), (tx, _TX), (cfg, _CFG)):
-            for n in names:
-                outer, inner = getattr(self, n), getattr(blk, n)
-                if blk.signature.members[n].flow == In:
-                    m.d.comb += inner.eq(outer)
-                else:
-                    m.d.comb += outer.eq(inner)
+        forward_block_ports(m, self, ((cq, _CQ), (tx, _TX), (cfg, _CFG)))
         m.d.comb += [self.pcie_cq_np_req.eq(1), self.hip.eq(cfg.hip),
                      tx.requester_id.eq(cfg.own_id)]
         connect(m, cq.tlp, cfg.rx_in)
@@ -396,14 +388,12 @@ class UsPlusAdapter(wiring.Component):
         return m
 
 
-class UsPlusEndpoint(wiring.Component):
+class UsPlusEndpoint(AdaptedEndpoint):
     """``VirtioPciEndpoint`` in hard-IP mode behind the PCIE4 adapter; the IP's ports on ``link``
     (``user_clk``) with ``cdc``, else everything on ``sync``.  Back-end ports as on the endpoint."""
 
     def __init__(self, params=None, *, cdc=True, cdc_depth=16):
         from ..params import VirtioPciParams
-        from ..top import VirtioPciEndpoint
-        from .cdc import TlpCdc
         params = params or VirtioPciParams()
         self._MustUse__silence = True      # until the parameters are known to be valid
         _check_width(params.data_width)
@@ -413,31 +403,12 @@ class UsPlusEndpoint(wiring.Component):
         self._MustUse__silence = False
         if params.hard_ip != "cfg_ext":
             params = params.replace(hard_ip="cfg_ext")
-        self.endpoint = VirtioPciEndpoint(params)
+        self._compose(params, UsPlusAdapter, cdc=cdc, cdc_depth=cdc_depth, skip=("hip",))
         self.params = params
-        self.cdc = cdc
-        self.adapter = UsPlusAdapter(params.data_width)
-        self.tlp_cdc = TlpCdc(params.data_width, depth=cdc_depth) if cdc else None
-        members = {n: mb for n, mb in self.adapter.signature.members.items()
-                   if n not in ("core_rx", "core_tx", "hip")}
-        members.update({n: mb for n, mb in self.endpoint.signature.members.items()
-                        if n not in ("rx", "tx", "hip")})
-        super().__init__(members)
 
-    def elaborate(self, platform):
-        from amaranth.hdl import DomainRenamer
+    def _link_extra(self, m, ep, ad):
         from amaranth.lib.cdc import FFSynchronizer
-        from .cdc import forward_ports
-        m = Module()
-        ep = self.endpoint
-        m.submodules.endpoint = ep
         if self.cdc:
-            m.submodules.adapter = ad = DomainRenamer("link")(self.adapter)
-            m.submodules.cdc = cdc = self.tlp_cdc
-            connect(m, ad.core_rx, cdc.link_rx)
-            connect(m, cdc.core_rx, ep.rx)
-            connect(m, ep.tx, cdc.core_tx)
-            connect(m, cdc.link_tx, ad.core_tx)
             # quasi-static status bits through two flops; the FLR pulse as a toggle
             hip_bits = Signal.like(ad.hip.as_value())
             m.submodules.hip_sync = FFSynchronizer(ad.hip.as_value(), hip_bits)
@@ -449,10 +420,4 @@ class UsPlusEndpoint(wiring.Component):
             m.d.sync += flr_d.eq(flr_s)
             m.d.comb += [ep.hip.eq(hip_bits), ep.hip.flr.eq(flr_s ^ flr_d)]
         else:
-            m.submodules.adapter = ad = self.adapter
-            connect(m, ad.core_rx, ep.rx)
-            connect(m, ep.tx, ad.core_tx)
             m.d.comb += ep.hip.eq(ad.hip)
-        forward_ports(m, self, ad, skip=("core_rx", "core_tx", "hip"))
-        forward_ports(m, self, ep, skip=("rx", "tx", "hip"))
-        return m
