@@ -156,7 +156,7 @@ def test_virtio_blk_probe(request, name, params):
     configuration and its request-queue count.  UML is uniprocessor and virtio_blk uses at most
     nr_cpu_ids request queues, so Linux prints 1 whatever the device offers (many queues cannot
     be shown through Linux here).  The probe then reads the partition table, which needs a
-    back-end that completes requests (no ring engine yet): the boot blocks there, so the run is
+    block device function behind the ring engine (only virtio-rng has one): the boot blocks there, so the run is
     ended on purpose after the probe message."""
     assert params.num_queues > 1
     run = boot(params, "probe", outdir=_outdir(request), limit_s=LIMIT_S,

@@ -14,8 +14,10 @@ the socket.  Environment:
   the device configuration (the virtio-net link status goes down): a config-change interrupt
   that Linux must see (MSI-X vector or INTx + ISR).
 
-The back-end behind the front-end is the testbench's ``VirtioBackend`` model: it acknowledges
-virtio and queue resets (nothing completes virtqueue buffers: no DMA ring engine yet).
+For a bare endpoint the back-end behind the front-end is the testbench's ``VirtioBackend``
+model: it acknowledges virtio and queue resets and completes no virtqueue buffers.  A whole
+device (virtio-rng: endpoint, split-virtqueue engine, device function) serves its rings itself
+through the requester.
 """
 import json
 import os
