@@ -95,6 +95,21 @@ class Desc:
         return None
 
 
+
+def functions_with_vendor(rc, vendor_id):
+    """Every type-0 function of the root complex's enumerated tree with ``vendor_id``."""
+    found = []
+
+    def walk(bus):
+        for d in bus.devices:
+            if d.header_type == 0 and d.vendor_id == vendor_id:
+                found.append(d)
+        for child in bus.children:
+            walk(child)
+
+    walk(rc.host_bridge.bus)
+    return found
+
 class PulseCounter:
     """Counts the cycles in which a one-bit event output (``err_*``, ``flr``) is high, without
     per-cycle Python while it is low."""
@@ -180,16 +195,7 @@ class Fabric:
 
     def find_function(self):
         """The enumerated function whose vendor ID is the RTL's (the root port is the other one)."""
-        found = []
-
-        def walk(bus):
-            for d in bus.devices:
-                if d.header_type == 0 and d.vendor_id == self.desc.params["vendor_id"]:
-                    found.append(d)
-            for child in bus.children:
-                walk(child)
-
-        walk(self.rc.host_bridge.bus)
+        found = functions_with_vendor(self.rc, self.desc.params["vendor_id"])
         if len(found) != 1:
             raise AssertionError(f"expected the RTL function once in the enumerated tree, found {found}")
         return found[0]

@@ -35,7 +35,7 @@ from cocotbext.pcie.core import RootComplex
 from cocotbext.pcie.core.tlp import TlpType
 from cocotbext.pcie.intel.ptile import PTilePcieDevice, PTileRxBus, PTileTxBus
 
-from tb.env.fabric import load_desc
+from tb.env.fabric import functions_with_vendor, load_desc
 from tb.host.msix import MsixHost
 from tb.host.virtio_driver import Status, VirtioPciDriver
 from tb.models.virtio_backend import VirtioBackend
@@ -166,15 +166,7 @@ class PTileTB:
         return self.dev
 
     def _find(self):
-        found = []
-
-        def walk(bus):
-            for d in bus.devices:
-                if d.header_type == 0 and d.vendor_id == self.desc.params["vendor_id"]:
-                    found.append(d)
-            for child in bus.children:
-                walk(child)
-        walk(self.rc.host_bridge.bus)
+        found = functions_with_vendor(self.rc, self.desc.params["vendor_id"])
         assert len(found) == 1, (f"expected the function once in the enumerated tree, found "
                                  f"{found}; CII requests: {self.cii.requests[:12]}")
         return found[0]

@@ -32,7 +32,7 @@ from cocotbext.pcie.xilinx.us import UltraScalePlusPcieDevice
 from virtio_pci.config.capabilities import build_config_image
 from virtio_pci.params import VirtioPciParams
 
-from tb.env.fabric import load_desc
+from tb.env.fabric import functions_with_vendor, load_desc
 from tb.host.msix import MsixHost
 from tb.host.virtio_driver import CfgType, Mapping, Status, VirtioPciDriver
 from tb.models.virtio_backend import VirtioBackend
@@ -151,15 +151,7 @@ class UsPlusTB:
         await ClockCycles(self.dut.link_clk, 40)
         logging.getLogger("cocotb.pcie").setLevel(logging.ERROR)
         await self.rc.enumerate()
-        found = []
-
-        def walk(bus):
-            for d in bus.devices:
-                if d.header_type == 0 and d.vendor_id == self.desc.params["vendor_id"]:
-                    found.append(d)
-            for child in bus.children:
-                walk(child)
-        walk(self.rc.host_bridge.bus)
+        found = functions_with_vendor(self.rc, self.desc.params["vendor_id"])
         assert len(found) == 1, f"expected the function once, found {found}"
         self.dev = found[0]
         await self.dev.enable_device()
