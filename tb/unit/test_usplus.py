@@ -52,6 +52,39 @@ def _axis_beats(frame, width):
     return out
 
 
+async def _axis_source(ctx, dut, name, beats, rng, *, sample=(), seen=None):
+    """Offer ``beats`` on the IP's ``m_axis_<name>`` stream with 30 % idle before each; the
+    signals in ``sample`` are recorded in ``seen`` at every clock edge while a beat is offered."""
+    for bt in beats:
+        while rng.random() < 0.3:
+            ctx.set(getattr(dut, f"m_axis_{name}_tvalid"), 0)
+            await ctx.tick()
+        for k, v in bt.items():
+            ctx.set(getattr(dut, f"m_axis_{name}_{k}"), v)
+        ctx.set(getattr(dut, f"m_axis_{name}_tvalid"), 1)
+        while True:
+            _, _, r, *vals = await ctx.tick().sample(getattr(dut, f"m_axis_{name}_tready"),
+                                                     *sample)
+            if seen is not None:
+                seen.append(vals)
+            if r:
+                break
+    ctx.set(getattr(dut, f"m_axis_{name}_tvalid"), 0)
+    for _ in range(100):
+        await ctx.tick()
+
+
+def _tlps_seen(mon, width):
+    """The TLPs a ``StreamMonitor`` on a TLP stream recorded."""
+    got, cur = [], []
+    for _, p in mon.items:
+        cur.append((payload_bits(p.data), int(p.keep), int(p.first), int(p.last)))
+        if p.last:
+            got.append(dws_to_tlp(beats_to_dws(cur, width)))
+            cur = []
+    return got
+
+
 @pytest.mark.parametrize("width", [128, 256])
 def test_usplus_cq_to_tlp(width):
     """No requirement ID (PG213 completer request descriptor): CQ requests (PG213 layout, encoded
@@ -67,28 +100,10 @@ def test_usplus_cq_to_tlp(width):
     beats = [bt for t in reqs for bt in _axis_beats(t.pack_us_cq(), width)]
 
     async def src(ctx):
-        for bt in beats:
-            while rng.random() < 0.3:
-                ctx.set(dut.m_axis_cq_tvalid, 0)
-                await ctx.tick()
-            for k, v in bt.items():
-                ctx.set(getattr(dut, f"m_axis_cq_{k}"), v)
-            ctx.set(dut.m_axis_cq_tvalid, 1)
-            while True:
-                _, _, r = await ctx.tick().sample(dut.m_axis_cq_tready)
-                if r:
-                    break
-        ctx.set(dut.m_axis_cq_tvalid, 0)
-        for _ in range(100):
-            await ctx.tick()
+        await _axis_source(ctx, dut, "cq", beats, rng)
     b.add(src)
     b.run(timeout=20000)
-    got, cur = [], []
-    for _, p in mon.items:
-        cur.append((payload_bits(p.data), int(p.keep), int(p.first), int(p.last)))
-        if p.last:
-            got.append(dws_to_tlp(beats_to_dws(cur, width)))
-            cur = []
+    got = _tlps_seen(mon, width)
     assert len(got) == len(reqs)
     for g, t in zip(got, reqs):
         exp_ft = TlpType.MEM_READ_64 if t.fmt_type == TlpType.MEM_READ else TlpType.MEM_WRITE_64
@@ -309,32 +324,14 @@ def test_usplus_rc_to_tlp():
     mon = StreamMonitor(dut.tlp, b.cycle, rng=seeded("us-rc-bp"), ready_prob=0.5)
     b.add(mon, background=True)
     beats = [bt for t in cpls for bt in _axis_beats(t.pack_us_rc(), width)]
-    drops = []
+    seen = []
 
     async def src(ctx):
-        for bt in beats:
-            while rng.random() < 0.3:
-                ctx.set(dut.m_axis_rc_tvalid, 0)
-                await ctx.tick()
-            for k, v in bt.items():
-                ctx.set(getattr(dut, f"m_axis_rc_{k}"), v)
-            ctx.set(dut.m_axis_rc_tvalid, 1)
-            while True:
-                _, _, r, dr = await ctx.tick().sample(dut.m_axis_rc_tready, dut.ip_dropped)
-                drops.append(dr)
-                if r:
-                    break
-        ctx.set(dut.m_axis_rc_tvalid, 0)
-        for _ in range(100):
-            await ctx.tick()
+        await _axis_source(ctx, dut, "rc", beats, rng, sample=(dut.ip_dropped,), seen=seen)
     b.add(src)
     b.run(timeout=20000)
-    got, cur = [], []
-    for _, p in mon.items:
-        cur.append((payload_bits(p.data), int(p.keep), int(p.first), int(p.last)))
-        if p.last:
-            got.append(dws_to_tlp(beats_to_dws(cur, width)))
-            cur = []
+    got = _tlps_seen(mon, width)
+    drops = [v[0] for v in seen]
     kept = [t for t in cpls if t.error_code not in (ErrorCode.FLR, ErrorCode.TIMEOUT)]
     assert sum(drops) == len(cpls) - len(kept) > 0
     assert len(got) == len(kept)

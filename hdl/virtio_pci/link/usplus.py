@@ -67,22 +67,32 @@ def axis(width, user):
     return {"tdata": width, "tkeep": width // 32, "tlast": 1, "tuser": user}
 
 
-class UsCq(wiring.Component):
+class _IpToUser(wiring.Component):
+    """A converter from the IP's ``m_axis_<name>`` stream to the core's TLP stream ``tlp``
+    (width >= 128: the descriptor is one beat); ``extra``: more members."""
+
+    def __init__(self, width, name, user, extra=()):
+        self._MustUse__silence = True      # until the parameters are known to be valid
+        _check_width(width)
+        if width < 128:
+            raise ValueError(f"the {name.upper()} converter needs 128 or 256 bits (descriptor in "
+                             f"one beat)")
+        self.width = width
+        self._MustUse__silence = False
+        members = {f"m_axis_{name}_{k}": In(v) for k, v in axis(width, user).items()}
+        members[f"m_axis_{name}_tvalid"] = In(1)
+        members[f"m_axis_{name}_tready"] = Out(1)
+        members["tlp"] = Out(tlp_stream(width))
+        members.update(extra)
+        super().__init__(members)
+
+
+class UsCq(_IpToUser):
     """CQ (completer request) AXI4-Stream to the core's TLP stream.  Width >= 128 (the 4-DW
     descriptor is one beat).  Latency: none (combinational rewrite of the first beat)."""
 
     def __init__(self, width):
-        self._MustUse__silence = True      # until the parameters are known to be valid
-        _check_width(width)
-        if width < 128:
-            raise ValueError("the CQ converter needs 128 or 256 bits (descriptor in one beat)")
-        self.width = width
-        self._MustUse__silence = False
-        members = {f"m_axis_cq_{k}": In(v) for k, v in axis(width, 88).items()}
-        members["m_axis_cq_tvalid"] = In(1)
-        members["m_axis_cq_tready"] = Out(1)
-        members["tlp"] = Out(tlp_stream(width))
-        super().__init__(members)
+        super().__init__(width, "cq", 88)
 
     def elaborate(self, platform):
         m = Module()
@@ -256,7 +266,7 @@ class UsTx(wiring.Component):
         return m
 
 
-class UsRc(wiring.Component):
+class UsRc(_IpToUser):
     """RC (requester completion) AXI4-Stream to completion TLPs on the core's stream: the 3-DW
     descriptor becomes the 3-DW CplD/Cpl header and the payload keeps its lanes (DWORD-aligned
     mode: payload from DW 3).  Descriptor DW0: lower address [11:0] (the TLP keeps [6:0]), error
@@ -269,18 +279,7 @@ class UsRc(wiring.Component):
     Latency: none (combinational rewrite of the first beat)."""
 
     def __init__(self, width):
-        self._MustUse__silence = True      # until the parameters are known to be valid
-        _check_width(width)
-        if width < 128:
-            raise ValueError("the RC converter needs 128 or 256 bits (descriptor in one beat)")
-        self.width = width
-        self._MustUse__silence = False
-        members = {f"m_axis_rc_{k}": In(v) for k, v in axis(width, 75).items()}
-        members["m_axis_rc_tvalid"] = In(1)
-        members["m_axis_rc_tready"] = Out(1)
-        members["tlp"] = Out(tlp_stream(width))
-        members["ip_dropped"] = Out(1)
-        super().__init__(members)
+        super().__init__(width, "rc", 75, {"ip_dropped": Out(1)})
 
     def elaborate(self, platform):
         m = Module()
