@@ -44,6 +44,7 @@ from amaranth.lib.wiring import In, Out, connect, flipped
 
 from ..tlp.layouts import FmtType, tlp_stream
 from .cdc import AdaptedEndpoint, block_members, forward_block_ports
+from .cfg_inject import CfgInjector
 
 __all__ = ["PTileRx", "PTileTx", "CreditGate", "CiiBridge", "PTileAdapter", "PTileEndpoint",
            "RX_READY_LATENCY", "TX_READY_LATENCY", "CII_TAG", "FcType"]
@@ -402,79 +403,32 @@ class CiiBridge(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        lanes = self.width // 32
         with m.If((self.tl_cfg_add == 0x01) & (self.tl_cfg_func == 0)):
             m.d.sync += [self.bus.eq(self.tl_cfg_ctl[0:8]), self.device.eq(self.tl_cfg_ctl[8:13])]
         own_id = Cat(Const(0, 3), self.device, self.bus)
 
         # ---- request capture: a rising edge of cii_req ----
+        m.submodules.inject = inj = CfgInjector(self.width, CII_TAG)
+        for n in ("rx_in", "tx_in"):
+            connect(m, flipped(getattr(self, n)), getattr(inj, n))
+        for n in ("rx_out", "tx_out"):
+            connect(m, getattr(inj, n), flipped(getattr(self, n)))
         req_d = Signal()
         m.d.sync += req_d.eq(self.cii_req)
-        wr = Signal()
-        addr = Signal(10)
-        wdata = Signal(32)
-        fbe = Signal(4)
-        pending = Signal()        # captured, not yet injected
-        busy = Signal()           # between the rising edge and the answer
         answered = Signal()       # answered; wait for cii_req to fall
-        rdata = Signal(32)
-        answer = Signal()
-        rise = self.cii_req & ~req_d & ~busy & ~answered
-        req_id = Signal(16)       # the ID the injected request carries (tl_cfg may change meanwhile)
-        with m.If(rise):
-            m.d.sync += [wr.eq(self.cii_wr), addr.eq(self.cii_addr), wdata.eq(self.cii_dout),
-                         req_id.eq(own_id),
-                         fbe.eq(self.cii_hdr_first_be), pending.eq(1), busy.eq(1)]
-        m.d.comb += self.cii_halt.eq(self.cii_req & ~answered & ~answer)
+        m.d.comb += [
+            inj.start.eq(self.cii_req & ~req_d & ~inj.busy & ~answered),
+            inj.write.eq(self.cii_wr), inj.addr.eq(self.cii_addr), inj.wdata.eq(self.cii_dout),
+            inj.be.eq(self.cii_hdr_first_be), inj.rid.eq(own_id),
+            self.cii_halt.eq(self.cii_req & ~answered & ~inj.answer),
+        ]
         with m.If(answered & ~self.cii_req):
             m.d.sync += answered.eq(0)
-
-        # ---- injected TLP: one beat (3-DW header + 1 DW for writes) ----
-        ft = Mux(wr, FmtType.CFGWR0, FmtType.CFGRD0)
-        dw0 = Cat(Const(1, 10), Const(0, 14), ft)
-        dw1 = Cat(fbe, Const(0, 4), Const(CII_TAG, 8), req_id)
-        dw2 = Cat(Const(0, 2), addr, Const(0, 4), req_id)
-        inj_data = Cat(dw0, dw1, dw2, wdata, Const(0, self.width - 128))
-
-        # ---- rx merge at TLP boundaries ----
-        rin, rout = self.rx_in, self.rx_out
-        in_tlp = Signal()          # a TLP from rx_in is half through
-        sel_inj = pending & ~in_tlp & ~(rin.valid & ~rin.payload.first)
-        with m.If(sel_inj):
-            m.d.comb += [rout.valid.eq(1), rout.payload.data.eq(inj_data),
-                         rout.payload.keep.eq(Mux(wr, 0b1111, 0b0111)),
-                         rout.payload.first.eq(1), rout.payload.last.eq(1)]
-            with m.If(rout.ready):
-                m.d.sync += pending.eq(0)
-        with m.Else():
-            m.d.comb += [rout.valid.eq(rin.valid), rout.payload.eq(rin.payload),
-                         rin.ready.eq(rout.ready)]
-            with m.If(rin.valid & rin.ready):
-                m.d.sync += in_tlp.eq(~rin.payload.last)
-
-        # ---- tx filter: the completion of the injected request ----
-        tin, tout = self.tx_in, self.tx_out
-        d = [tin.payload.data[32 * k:32 * k + 32] for k in range(lanes)]
-        cft = d[0][24:32]
-        is_cpl = (cft == FmtType.CPL) | (cft == FmtType.CPLD)
-        mine = tin.payload.first & is_cpl & (d[2][16:32] == req_id) & (d[2][8:16] == CII_TAG) & busy
-        out_tlp = Signal()
-        with m.If(mine & ~out_tlp):
-            m.d.comb += tin.ready.eq(1)
-            with m.If(tin.valid):
-                status_ok = d[1][13:16] == 0
-                m.d.sync += [rdata.eq(Mux((cft == FmtType.CPLD) & status_ok, d[3], 0)),
-                             answer.eq(1)]
-        with m.Else():
-            m.d.comb += [tout.valid.eq(tin.valid), tout.payload.eq(tin.payload),
-                         tin.ready.eq(tout.ready)]
-            with m.If(tin.valid & tin.ready):
-                m.d.sync += out_tlp.eq(~tin.payload.last)
-
         # ---- answer: halt low for one cycle with the override ----
-        with m.If(answer):
-            m.d.comb += [self.cii_override_en.eq(~wr), self.cii_override_din.eq(rdata)]
-            m.d.sync += [answer.eq(0), busy.eq(0), answered.eq(1)]
+        with m.If(inj.answer):
+            m.d.comb += [self.cii_override_en.eq(~inj.is_write),
+                         self.cii_override_din.eq(inj.rdata)]
+            m.d.sync += answered.eq(1)
         return m
 
 

@@ -40,6 +40,7 @@ from amaranth.lib.wiring import In, Out, connect, flipped
 from ..config.config_space import HardIpStatus
 from ..tlp.layouts import FmtType, tlp_stream
 from .cdc import AdaptedEndpoint, block_members, forward_block_ports
+from .cfg_inject import CfgInjector
 
 __all__ = ["UsCq", "UsRc", "UsTx", "TlpMerge", "UsCfg", "UsPlusAdapter", "UsPlusEndpoint", "ReqType", "CFG_EXT_TAG"]
 
@@ -387,7 +388,6 @@ class UsCfg(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        lanes = self.width // 32
         fs = self.cfg_function_status
         hip = self.hip
         m.d.sync += [
@@ -413,55 +413,21 @@ class UsCfg(wiring.Component):
         in_win = Const(0)
         for lo, hi in self.windows:
             in_win = in_win | ((reg >= lo) & (reg <= hi))
-        pending = Signal()
-        busy = Signal()
-        wr = Signal()
-        addr = Signal(10)
-        wdata = Signal(32)
-        be = Signal(4)
-        req_id = Signal(16)
-        with m.If((self.cfg_ext_read_received | self.cfg_ext_write_received) & in_win
-                  & (self.cfg_ext_function_number == 0) & ~busy):
-            m.d.sync += [pending.eq(1), busy.eq(1), wr.eq(self.cfg_ext_write_received),
-                         addr.eq(reg), wdata.eq(self.cfg_ext_write_data),
-                         be.eq(Mux(self.cfg_ext_write_received, self.cfg_ext_write_byte_enable,
-                                   0xF)),
-                         req_id.eq(self.own_id)]
-        ft = Mux(wr, FmtType.CFGWR0, FmtType.CFGRD0)
-        inj = Cat(Cat(Const(1, 10), Const(0, 14), ft),
-                  Cat(be, Const(0, 4), Const(CFG_EXT_TAG, 8), req_id),
-                  Cat(Const(0, 2), addr, Const(0, 4), req_id), wdata,
-                  Const(0, self.width - 128))
-        rin, rout = self.rx_in, self.rx_out
-        in_tlp = Signal()
-        with m.If(pending & ~in_tlp & ~(rin.valid & ~rin.payload.first)):
-            m.d.comb += [rout.valid.eq(1), rout.payload.data.eq(inj),
-                         rout.payload.keep.eq(Mux(wr, 0b1111, 0b0111)),
-                         rout.payload.first.eq(1), rout.payload.last.eq(1)]
-            with m.If(rout.ready):
-                m.d.sync += pending.eq(0)
-        with m.Else():
-            m.d.comb += [rout.valid.eq(rin.valid), rout.payload.eq(rin.payload),
-                         rin.ready.eq(rout.ready)]
-            with m.If(rin.valid & rin.ready):
-                m.d.sync += in_tlp.eq(~rin.payload.last)
-        tin, tout = self.tx_in, self.tx_out
-        d = [tin.payload.data[32 * k:32 * k + 32] for k in range(min(lanes, 4))]
-        cft = d[0][24:32]
-        mine = (tin.payload.first & ((cft == FmtType.CPL) | (cft == FmtType.CPLD))
-                & (d[2][16:32] == req_id) & (d[2][8:16] == CFG_EXT_TAG) & busy & ~pending)
-        out_tlp = Signal()
-        m.d.sync += self.cfg_ext_read_data_valid.eq(0)
-        with m.If(mine & ~out_tlp):
-            m.d.comb += tin.ready.eq(1)
-            with m.If(tin.valid):
-                m.d.sync += [busy.eq(0), self.cfg_ext_read_data_valid.eq(~wr),
-                             self.cfg_ext_read_data.eq(Mux(cft == FmtType.CPLD, d[3], 0))]
-        with m.Else():
-            m.d.comb += [tout.valid.eq(tin.valid), tout.payload.eq(tin.payload),
-                         tin.ready.eq(tout.ready)]
-            with m.If(tin.valid & tin.ready):
-                m.d.sync += out_tlp.eq(~tin.payload.last)
+        m.submodules.inject = inj = CfgInjector(self.width, CFG_EXT_TAG)
+        for n in ("rx_in", "tx_in"):
+            connect(m, flipped(getattr(self, n)), getattr(inj, n))
+        for n in ("rx_out", "tx_out"):
+            connect(m, getattr(inj, n), flipped(getattr(self, n)))
+        m.d.comb += [
+            inj.start.eq((self.cfg_ext_read_received | self.cfg_ext_write_received) & in_win
+                         & (self.cfg_ext_function_number == 0)),
+            inj.write.eq(self.cfg_ext_write_received), inj.addr.eq(reg),
+            inj.wdata.eq(self.cfg_ext_write_data),
+            inj.be.eq(Mux(self.cfg_ext_write_received, self.cfg_ext_write_byte_enable, 0xF)),
+            inj.rid.eq(self.own_id),
+            self.cfg_ext_read_data_valid.eq(inj.answer & ~inj.is_write),
+            self.cfg_ext_read_data.eq(inj.rdata),
+        ]
         return m
 
 

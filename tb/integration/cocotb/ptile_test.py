@@ -29,15 +29,17 @@ import random
 
 import cocotb
 from cocotb.clock import Clock
-from cocotb.triggers import ClockCycles, RisingEdge, with_timeout
+from cocotb.triggers import ClockCycles, RisingEdge
 from cocotbext.pcie.core import RootComplex
 from cocotbext.pcie.core.tlp import TlpType
 from cocotbext.pcie.intel.ptile import PTilePcieDevice, PTileRxBus, PTileTxBus
 
 from tb.env.fabric import functions_with_vendor, load_desc
 from tb.host.msix import MsixHost
-from tb.host.virtio_driver import Status, VirtioPciDriver
+from tb.host.virtio_driver import VirtioPciDriver
 from tb.models.virtio_backend import VirtioBackend
+from tb.scenarios.adapter_bringup import (common_read_matches, driver_ok_and_doorbells,
+                                         msix_every_vector)
 from tb.scenarios.adapter_dma import adapter_dma, record_upstream
 
 LINK_MHZ = 250
@@ -192,49 +194,14 @@ async def ptile_bringup_test(dut):
 
     drv = VirtioPciDriver(tb)
     nq = p["num_queues"]
-    await drv.init()
-    assert await drv.get_status() & Status.DRIVER_OK
-    for vq in drv.vqs.values():
-        await drv.kick(vq, 1)
-    await with_timeout(tb.backend.wait_doorbells(nq), 200, "us")
-    assert sorted(d.queue for d in tb.backend.doorbells) == list(range(nq))
-
-    # MSI-X as Linux's vp_find_vqs does it: enable with Function Mask, program, unmask
-    mx = MsixHost(tb)
-    table = ((await mx.control()) & 0x7FF) + 1
-    nvec = min(table, nq + 1)
-    await mx.set_control(enable=True, fmask=True)
-    targets = [mx.alloc(1, wide=(v % 2 == 1))[0] for v in range(nvec)]
-    await mx.program(targets, masked=True)
-    await mx.set_control(fmask=False)
-    for v in range(nvec):
-        await mx.mask(v, False)
-    assert await drv.config_vector(0) == 0
-    for q in range(nq):
-        vec = 1 + q if 1 + q < nvec else nvec - 1
-        assert await drv.queue_vector(q, vec) == vec
-    await drv.common_read("device_status")
-    for q in range(nq):
-        vec = 1 + q if 1 + q < nvec else nvec - 1
-        targets[vec].event.clear()
-        tb.backend.irq(queue=q)
-        await with_timeout(targets[vec].event.wait(), 100, "us")
-    targets[0].event.clear()
-    tb.backend.irq(config=True)
-    await with_timeout(targets[0].event.wait(), 100, "us")
+    await driver_ok_and_doorbells(tb, drv)
+    await msix_every_vector(tb, drv, MsixHost(tb))
     msix = [t for t in tb.upstream if t.fmt_type in (TlpType.MEM_WRITE, TlpType.MEM_WRITE_64)]
     assert len(msix) == nq + 1, msix
     assert any(t.fmt_type == TlpType.MEM_WRITE_64 for t in msix)      # a 4-DW header went out
-
     # a multi-DW read of the common configuration (payload realigned on tx_st)
-    common = tb.desc.regions["common"]
-    base = tb.bar_addr + common["offset"]
-    raw = await tb.rc.mem_read(base, 56)
-    single = b"".join([(await tb.rc.mem_read_dword(base + 4 * i)).to_bytes(4, "little")
-                       for i in range(14)])
-    assert raw == single, f"14-DW read {raw.hex()} != DW by DW {single.hex()}"
+    raw = await common_read_matches(tb)
     assert int.from_bytes(raw[0x12:0x14], "little") == nq               # num_queues
-    assert raw[0x14] & Status.DRIVER_OK, raw.hex()                       # device_status
     # and a multi-DW write (payload realigned on rx_st): queue_desc of queue 0, read back
     await drv.common_write("queue_select", 0)
     got = await drv.common_read("queue_desc_lo")

@@ -23,7 +23,7 @@ import random
 
 import cocotb
 from cocotb.clock import Clock
-from cocotb.triggers import ClockCycles, RisingEdge, with_timeout
+from cocotb.triggers import ClockCycles, RisingEdge
 
 from cocotbext.axi import AxiStreamBus
 from cocotbext.pcie.core import RootComplex
@@ -34,8 +34,10 @@ from virtio_pci.params import VirtioPciParams
 
 from tb.env.fabric import functions_with_vendor, load_desc
 from tb.host.msix import MsixHost
-from tb.host.virtio_driver import CfgType, Mapping, Status, VirtioPciDriver
+from tb.host.virtio_driver import CfgType, Mapping, VirtioPciDriver
 from tb.models.virtio_backend import VirtioBackend
+from tb.scenarios.adapter_bringup import (common_read_matches, driver_ok_and_doorbells,
+                                         msix_every_vector)
 from tb.scenarios.adapter_dma import adapter_dma, record_upstream
 
 WINDOWS = ((0x2C, 0x2F), (0x120, 0x13F))
@@ -203,43 +205,13 @@ async def usplus_bringup_test(dut):
     assert v == img.dword(0x2C)[0], f"0xB0 read {v:#010x}, image {img.dword(0x2C)[0]:#010x}"
     drv = VirtioPciDriver(tb)
     _probe_from_desc(tb, drv)
-    p = tb.desc.params
-    nq = p["num_queues"]
-    await drv.init()
-    assert await drv.get_status() & Status.DRIVER_OK
-    for vq in drv.vqs.values():
-        await drv.kick(vq, 1)
-    await with_timeout(tb.backend.wait_doorbells(nq), 200, "us")
-    assert sorted(d.queue for d in tb.backend.doorbells) == list(range(nq))
+    await driver_ok_and_doorbells(tb, drv)
     # MSI-X: the IP's capability (found in the IP's list), the core's table and PBA
     mx = MsixHost(tb)
     mx.cap = next(off for off, cid in await _caps(dev) if cid == 0x11)
-    nvec = min(((await mx.control()) & 0x7FF) + 1, nq + 1)
-    await mx.set_control(enable=True, fmask=True)
-    targets = [mx.alloc(1, wide=(v % 2 == 1))[0] for v in range(nvec)]
-    await mx.program(targets, masked=True)
-    await mx.set_control(fmask=False)
-    for v in range(nvec):
-        await mx.mask(v, False)
-    assert await drv.config_vector(0) == 0
-    for q in range(nq):
-        vec = min(1 + q, nvec - 1)
-        assert await drv.queue_vector(q, vec) == vec
-    await drv.common_read("device_status")
-    for q in range(nq):
-        vec = min(1 + q, nvec - 1)
-        targets[vec].event.clear()
-        tb.backend.irq(queue=q)
-        await with_timeout(targets[vec].event.wait(), 100, "us")
-    targets[0].event.clear()
-    tb.backend.irq(config=True)
-    await with_timeout(targets[0].event.wait(), 100, "us")
+    await msix_every_vector(tb, drv, mx)
     # a multi-DW read of the common configuration through CQ/CC
-    base = tb.bar_addr + tb.desc.regions["common"]["offset"]
-    raw = await tb.rc.mem_read(base, 56)
-    single = b"".join([(await tb.rc.mem_read_dword(base + 4 * i)).to_bytes(4, "little")
-                       for i in range(14)])
-    assert raw == single and raw[0x14] & Status.DRIVER_OK
+    await common_read_matches(tb)
     tb.log.warning("UltraScale+ bring-up: %d cfg_ext accesses, %d doorbells, core clock %.3f ns",
                    len(tb.cfg_ext.requests), len(tb.backend.doorbells), tb.core_ns)
 
