@@ -134,6 +134,7 @@ from tb.models.pcie_rules import classify, ref_ops
 from tb.models.virtio_model import LEGACY_ONLY
 from virtio_pci.tlp.layouts import Space
 from tb.models.virtio_backend import VirtioBackend, unpack_fields
+from tb.scenarios.stress_dma import DmaStress
 
 __all__ = ["Stress", "StressError"]
 
@@ -211,6 +212,10 @@ class Stress:
         elif self.mutate.startswith("legacy_"):
             self._mutate_legacy(self.mutate)
         self._rid = None
+        # back-end DMA through the requester port, its host side and its checker
+        # (tb/scenarios/stress_dma.py; VPCI_STRESS_DMA=0 leaves it out, to compare)
+        self.dma = DmaStress(self) if P.get("dma_tags") and \
+            os.environ.get("VPCI_STRESS_DMA", "1") != "0" else None
 
     # ---------------------------------------------------------------- scoreboard callbacks --
     def _fail(self, msg):
@@ -228,6 +233,8 @@ class Stress:
         self.last_tlp.append(f"{what} at {get_sim_time('ns')} ns")
 
     def _on_tx(self, dws):
+        if self.dma is not None and self.dma.claims(dws):
+            return
         top = dws[0] >> 24
         if top in (0x40, 0x60):
             self._on_msix(dws)
@@ -658,6 +665,8 @@ class Stress:
         elif k == 14:   # unexpected completion
             data = rng.random() < 0.5
             d = [_dw0(0b010 if data else 0, 0x0A, 1), rng.randrange(1 << 32), rng.randrange(1 << 32)]
+            if d[2] >> 16 == self.model.completer_id:
+                d[2] ^= 1 << 16     # another function's: it must not complete a back-end read
             if data:
                 d.append(rng.randrange(1 << 32))
             await self.send(d)
@@ -1038,6 +1047,8 @@ class Stress:
         """Drain, then let the back-end complete what it was asked for (virtio reset, queue
         resets) at a point unrelated to when it was asked; new stream sweep point."""
         await self.quiesce()
+        if self.dma is not None:
+            await self.dma.drain()
         self.sweep()
         await self.error_status_check()
         await self._drain()         # the model answered those before the acknowledge below
@@ -1236,6 +1247,8 @@ class Stress:
         (their completions may or may not be sent: PCIe 6.6.2; their doorbells and queue events
         must still come, as the operations are executed in order before the FLR)."""
         inflight = self.rng.random() < 0.5
+        if self.dma is not None:
+            await self.dma.before_flr()
         if inflight:
             self._optional_inflight()
             self.stats["flr_inflight"] += 1
@@ -1257,7 +1270,11 @@ class Stress:
         await ClockCycles(self.dut.clk, 8)
         self.be._pending_qresets.clear()
         self.stats["flr"] += 1
+        if self.dma is not None:
+            await self.dma.after_flr()
         await self.setup()
+        if self.dma is not None:
+            await self.dma.after_setup()
 
     async def conventional_reset(self):
         """Conventional reset, half of the time with requests in flight: the TLP on ``rx`` is cut,
@@ -1274,6 +1291,8 @@ class Stress:
         else:
             await self.quiesce()
         self.dut.rst.value = 1
+        if self.dma is not None:
+            self.dma.at_reset()
         await ClockCycles(self.dut.clk, self.rng.randrange(1, 8))
         self.dut.rst.value = 0
         # a tx beat offered in the last reset cycle is transferred at the reset edge and may
@@ -1298,6 +1317,8 @@ class Stress:
         self.be._pending_qresets.clear()
         self.stats["rst"] += 1
         await self.setup(rewrite_msix=inflight)
+        if self.dma is not None:
+            await self.dma.after_reset()
 
     # ---------------------------------------------------------------- main --
     async def run(self):
@@ -1350,6 +1371,8 @@ class Stress:
                 await self.flr()
             elif r < 0.9518:
                 await self.conventional_reset()
+            elif self.dma is not None:
+                await self.dma.step()
             if self.stats["tlps"] >= next_sync:
                 await self.sync_point()
                 if rng.random() < 0.5:
