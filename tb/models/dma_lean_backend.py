@@ -85,6 +85,7 @@ class LeanDmaBackend:
         self.writes = collections.deque()       # write ops offered, not answered
         self._bme = dut.bus_master_allowed
         self.bme_changes = 0                    # changes of bus_master_allowed seen
+        self.bme_now = int(self._bme.value)     # its value after the last change seen
         self.unexpected = []                    # answers with no request (reported at drains)
         self._wake = Event()
         self.idle = Event()
@@ -117,10 +118,13 @@ class LeanDmaBackend:
         return bool(op.bme0), not op.bme0
 
     async def _watch_bme(self):
+        # an op takes (bme_now, bme_changes) as one pair at its offer: if this coroutine has not
+        # run yet for a change of the same time step, the change still counts as after the offer
         sig = self._bme
         while True:
             await sig.value_change
             self.bme_changes += 1
+            self.bme_now = int(sig.value)
 
     def reset(self):
         """Conventional reset: stop driving at once, forget everything not answered."""
@@ -190,7 +194,7 @@ class LeanDmaBackend:
             if cur_req is None and self.queue and not (self.req_idle
                                                        and rng.random() < self.req_idle):
                 cur_req = self.queue.popleft()
-                cur_req.bme0 = int(self._bme.value)
+                cur_req.bme0 = self.bme_now
                 cur_req.bme_changes0 = self.bme_changes
                 cur_req.t_offer = get_sim_time("ns")
                 req_p.value = self._offer_payload(cur_req)

@@ -8,7 +8,8 @@ PCIe rules and the back-end contract (docs/backend-contract.md, hdl/virtio_pci/d
 allow.  The stress calls it at a few points: ``step`` (a step of the traffic mix), ``claims``
 (every upstream TLP: the MRds and the MWrs into the DMA windows are its own; host completions are
 looked at for DMA-16), ``drain`` (sync points), ``before_flr`` / ``after_flr`` / ``after_setup``
-and ``at_reset`` / ``after_reset`` (Function Level Reset and conventional reset).
+and ``before_reset`` / ``at_reset`` / ``after_reset`` (Function Level Reset and conventional
+reset).
 
 Traffic: reads and writes of 1 byte to a few KiB (rarely up to 64 KiB) at random byte alignment,
 in three 192 KiB host windows (below 4 GiB, across the 4 GiB line, far above it), a third of them
@@ -614,6 +615,7 @@ class DmaStress:
         that the host's late answers continue where they stopped), then the host stops
         answering; whatever is pending may end with RESET (or BME: the FLR clears Bus Master
         Enable)."""
+        await self._in_flight()
         self.blocked = True
         await self._flush_bad()
         self.host.pause = True
@@ -629,6 +631,7 @@ class DmaStress:
 
     async def _late(self):
         late = self.host.abandon(mps=128)
+        self.host.silent_until = 0
         self.st["dma_late_cpl"] += len(late)
         self.rd_issue.clear()
         self.wr_issue.clear()
@@ -637,6 +640,21 @@ class DmaStress:
         for dws in late:
             await self.s.send(dws)          # the model: an unexpected completion
         self.host.pause = False
+
+    async def _in_flight(self):
+        """Before a reset, most of the time: a few requests, given a little time to get going
+        (so that the reset finds MRds waiting for completions, writes half sent, ...)."""
+        rng = self.rng
+        if self.blocked or rng.random() < 0.3:
+            return
+        for _ in range(rng.randint(1, 4)):
+            n = self.rand_len()
+            self.submit(rng.random() < 0.5, self.rand_addr(n), n)
+        await self._cycles(rng.randint(0, 120))
+
+    async def before_reset(self):
+        """A conventional reset is coming: most of the time with DMA in flight."""
+        await self._in_flight()
 
     def at_reset(self):
         """``rst`` is asserted: the back-end is reset with the function; what was pending is
