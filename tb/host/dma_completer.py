@@ -96,6 +96,7 @@ class DmaCompleter:
         self.held = 0
         self.silent_until = 0
         self.sent = 0                   # completions handed on (drv or ``bad``)
+        self.trace = None               # called with every completion sent (history)
         self.sent_bytes = 0
         self._wake = Event()
         cocotb.start_soon(self._run())
@@ -191,6 +192,8 @@ class DmaCompleter:
             self.bad.append((dws, kind))
         else:
             self.drv.send(dws)
+            if self.trace is not None:
+                self.trace(dws)
         if final:
             self.active.remove(st)
             if self.outstanding.get(req.tag) is st:

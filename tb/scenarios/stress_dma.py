@@ -68,6 +68,7 @@ never hears of), ``dma_lost`` (an answer the back-end waits for that was never a
 injected UR expected as OK).
 """
 import collections
+import os
 import random
 
 import cocotb
@@ -108,6 +109,9 @@ class DmaStress:
         self.be = LeanDmaBackend(s.dut, s.desc, rng, on_answer=self._on_answer,
                                  on_ready=self._on_ready)
         self.host = DmaCompleter(s.drv, self.mem, rng, CLK_PERIOD_NS)
+        if int(os.environ.get("VPCI_STRESS_HISTORY", "0")):
+            self.host.trace = lambda dws: s.last_tlp.append(
+                "DMA completion " + " ".join(f"{d:08x}" for d in dws))
         self.B = self.be.B
         self.seq = 0
         self.live = {}                      # seq -> op submitted, not answered
