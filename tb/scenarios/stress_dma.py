@@ -6,8 +6,8 @@ function's memory reads from a host memory (``PagedMemory``) with ``tb.host.dma_
 checks every MRd / MWr the function sends and every answer the back-end gets against what the
 PCIe rules and the back-end contract (docs/backend-contract.md, hdl/virtio_pci/dma/layouts.py)
 allow.  The stress calls it at a few points: ``step`` (a step of the traffic mix), ``claims``
-(every upstream TLP: the MRds and the MWrs into the DMA windows are its own; host completions are
-looked at for DMA-16), ``drain`` (sync points), ``before_flr`` / ``after_flr`` / ``after_setup``
+(every upstream TLP, before the scoreboard: the MRds and the MWrs into the DMA windows are its
+own; host completions are looked at for DMA-16), ``drain`` (sync points), ``before_flr`` / ``after_flr`` / ``after_setup``
 and ``before_reset`` / ``at_reset`` / ``after_reset`` (Function Level Reset and conventional
 reset).
 
@@ -110,7 +110,7 @@ class DmaStress:
                                  on_ready=self._on_ready)
         self.host = DmaCompleter(s.drv, self.mem, rng, CLK_PERIOD_NS)
         if int(os.environ.get("VPCI_STRESS_HISTORY", "0")):
-            self.host.trace = lambda dws: s.last_tlp.append(
+            self.host.trace = lambda dws: s.sb.last_tlp.append(
                 "DMA completion " + " ".join(f"{d:08x}" for d in dws))
         self.B = self.be.B
         self.seq = 0
@@ -168,7 +168,7 @@ class DmaStress:
 
     # ---------------------------------------------------------------- helpers --
     def _fail(self, msg):
-        self.s._fail(f"DMA: {msg}")
+        self.s.sb.fail(f"DMA: {msg}")
 
     def _now(self):
         return get_sim_time("ns")
@@ -568,7 +568,7 @@ class DmaStress:
                 cfg.set_bit("pcie_devsta", 0)       # Unexpected Completion: correctable
             if kind:
                 self.st["dma_bad_cpl"] += 1
-            self.s.mark(f"DMA completion {kind}")
+            self.s.sb.mark(f"DMA completion {kind}")
             self.s.drv.send(dws)
 
     # ---------------------------------------------------------------- sync points --
