@@ -19,9 +19,10 @@ good completion carried.
 ``"ca"`` a completion without data with that status, which ends the read; ``"poison"`` a CplD
 with EP set and garbage data (the completions after it still follow, consistent, and the function
 discards them as unexpected: ``"zombie"``).  Every completion of such a read is put on ``bad`` as
-``(dws, kind)`` (kind None before the bad one) instead of being sent, for the owner to send from
-its own coroutine, because these completions set error bits the reference model must learn at the
-right place in the ``rx`` order.
+``(dws, kind, last)`` (kind None before the bad one; ``last`` the read's state on its last one,
+to ``release`` once sent) instead of being sent, for the owner to send from its own coroutine,
+because these completions set error bits the reference model must learn at the right place in
+the ``rx`` order.
 
 ``outstanding``: tag -> state of every read whose final completion was not handed on yet (the
 tags the function must not use again).  ``pause`` stops all answers (an FLR or a reset is being
@@ -114,6 +115,11 @@ class DmaCompleter:
             self.held += 1
         self._wake.set()
 
+    def release(self, st):
+        """The last completion of ``st`` is on its way: its tag is free for the function."""
+        if self.outstanding.get(st.req.tag) is st:
+            del self.outstanding[st.req.tag]
+
     @property
     def busy(self):
         return bool(self.active or self.bad)
@@ -189,15 +195,16 @@ class DmaCompleter:
         st.n += 1
         self.sent += 1
         if bad:
-            self.bad.append((dws, kind))
+            # the tag stays outstanding until the owner has sent its last completion
+            self.bad.append((dws, kind, st if final else None))
         else:
             self.drv.send(dws)
             if self.trace is not None:
                 self.trace(dws)
         if final:
             self.active.remove(st)
-            if self.outstanding.get(req.tag) is st:
-                del self.outstanding[req.tag]
+            if not bad:
+                self.release(st)
         else:
             g0, g1 = self.gap
             st.due = get_sim_time("ns") + self.period * rng.randint(g0, g1)

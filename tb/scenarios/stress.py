@@ -103,7 +103,7 @@ the request wrote, its status against what the BME changes, FLRs, resets and bad
 the run allow, and the ordering rules (``dma_wdone`` OK after the write's MWrs, host completions
 after earlier back-end writes, MRds after earlier MWrs).  At an FLR pending requests must end
 without the host's help and its late completions be discarded; at a conventional reset the
-back-end is reset too and the late completions discarded; after either, every tag must be usable
+back-end is reset too and the late completions discarded; after either, when DMA was in progress, every tag must be usable
 at once.  ``dma_*`` counts in the STRESS line.
 
 Figures (shared 2-core machine, load average 4 to 13 from other jobs): the default 1,000,000

@@ -22,7 +22,7 @@ CA, or poisoned data followed by the rest of its completions), sent from the str
 so that the reference model sets the error bits the function sets (Received Master Abort /
 Target Abort, Detected Parity Error, Master Data Parity Error with Parity Error Response,
 Non-Fatal, and Correctable for the completions it must discard).  Now and then the host stays
-silent for 1000 to 8000 cycles while more reads than tags are asked for (the transport traffic
+silent for 500 to 4000 cycles while more reads than tags are asked for (the transport traffic
 goes on and is checked: DMA-17).
 
 Checks:
@@ -57,7 +57,7 @@ Checks:
   host (RESET, BME, or what it had already got); the completions the host still owed are sent
   afterwards with garbage data and must be discarded (the model expects Unexpected Completion,
   correctable); at a conventional reset the back-end is reset with the function, its pending
-  requests are lost and late completions discarded; after either, a burst of as many reads as
+  requests are lost and late completions discarded; after either (when it found DMA in progress), a burst of as many reads as
   there are usable tags must have every one in flight at once (no tag leaked), then complete.
 
 Counts go to the stress's STRESS line (``dma_*``).  Mutations (``VPCI_STRESS_MUTATE``,
@@ -120,7 +120,8 @@ class DmaStress:
         self.ready_unsent = []              # writes ready (request and data in), MWrs not all out
         self.snap = {}                      # host request key -> ready_unsent at its arrival
         self.blocked = False                # a reset is being handled: no new traffic
-        self.rate = 0.15                    # share of the mix's DMA steps that submit requests
+        self.in_flight = False              # the reset being handled found DMA in progress
+        self.rate = 0.07                    # share of the mix's DMA steps that submit requests
         self.p_bad = 1 / 60
         self.mutate = s.mutate if s.mutate.startswith("dma_") else ""
         self._mut_n = 0
@@ -193,6 +194,15 @@ class DmaStress:
         return rng.randint(16385, 65536)
 
     def rand_addr(self, n):
+        """A start address no request in progress has (so that each MRd / MWr belongs to one
+        request only, even when the one before it was refused part-way)."""
+        busy = {op.addr for op in self.rd_issue} | {op.addr for op in self.wr_issue}
+        while True:
+            a = self._rand_addr(n)
+            if a not in busy:
+                return a
+
+    def _rand_addr(self, n):
         rng = self.rng
         base, size = rng.choice(self.windows)
         if rng.random() < 0.35:
@@ -276,9 +286,9 @@ class DmaStress:
             # the host stops answering; more reads than tags (DMA-17: the function keeps
             # answering the host, checked by the transport scoreboard meanwhile)
             self.st["dma_silent"] += 1
-            self.host.silent_until = self._now() + CLK_PERIOD_NS * rng.randint(1000, 8000)
+            self.host.silent_until = self._now() + CLK_PERIOD_NS * rng.randint(500, 4000)
             for _ in range(self._tag_limit() + rng.randint(1, 8)):
-                n = rng.randint(1, 256)
+                n = rng.randint(1, 64)
                 self.submit(False, self.rand_addr(n), n)
             return
         for _ in range(rng.choice((1, 1, 1, 2, 3))):
@@ -554,7 +564,7 @@ class DmaStress:
         m = self.s.model
         cfg = m.cfg
         while h.bad:
-            dws, kind = h.bad.popleft()
+            dws, kind, last = h.bad.popleft()
             if kind == "ur":
                 cfg.set_bit("status", 13)           # Received Master Abort
             elif kind == "ca":
@@ -570,6 +580,8 @@ class DmaStress:
                 self.st["dma_bad_cpl"] += 1
             self.s.sb.mark(f"DMA completion {kind}")
             self.s.drv.send(dws)
+            if last is not None:
+                h.release(last)
 
     # ---------------------------------------------------------------- sync points --
     async def _wait(self, cond, limit_cycles, what):
@@ -610,7 +622,7 @@ class DmaStress:
         be.wdata_idle = rng.choice([0.0, 0.0, 0.1, 0.3, 0.7])
         be.rdata_stall = rng.choice([0.0, 0.0, 0.2, 0.5, 0.9])
         be.wdone_stall = rng.choice([0.0, 0.2, 0.6, 0.95])
-        self.host.lat = rng.choice([(0, 8), (0, 40), (20, 200), (100, 800)])
+        self.host.lat = rng.choice([(0, 8), (0, 40), (20, 200), (50, 400)])
         self.host.gap = rng.choice([(0, 2), (0, 8), (0, 40)])
 
     # ---------------------------------------------------------------- resets --
@@ -623,6 +635,7 @@ class DmaStress:
         self.blocked = True
         await self._flush_bad()
         self.host.pause = True
+        self.in_flight = bool(self.live or self.host.outstanding)
         for op in self.live.values():
             op.flr = True
 
@@ -663,6 +676,7 @@ class DmaStress:
     def at_reset(self):
         """``rst`` is asserted: the back-end is reset with the function; what was pending is
         lost (no answer may come for it)."""
+        self.in_flight = bool(self.live or self.host.outstanding)
         self.blocked = True
         self.host.pause = True
         self.st["dma_lost"] += len(self.live)
@@ -677,9 +691,13 @@ class DmaStress:
         await self.after_setup()
 
     async def after_setup(self):
-        """No tag leaked: as many reads as there are usable tags are all in flight at once
-        while the host holds its answers; then they complete."""
+        """No tag leaked: when the reset found DMA in progress, as many reads as there are
+        usable tags must all be in flight at once while the host holds its answers; then they
+        complete."""
         self._dc_reset()
+        if not self.in_flight:
+            self.blocked = False
+            return
         rng = self.rng
         limit = self._tag_limit()
         R = self._dc_now()[1]
