@@ -79,7 +79,8 @@ MUTATIONS = {
     "dma_data": ("DMA:", "read byte"),
     "dma_write": ("DMA: MWr", "the request wrote"),
     # (its 1-DW MWrs look like MSI-X writes: the scoreboard then finds no vector allowing them)
-    "dma_drop_write": ("DMA: MWr|MSI-X write", "no request in progress|belongs to no request|not allowed now"),
+    "dma_drop_write": ("DMA: MWr|MSI-X write",
+                       "no request in progress|belongs to no request|not allowed now"),
     "dma_lost": ("DMA:", "never asked|not answered"),
     "dma_dup": ("DMA:", "not answered|no request pending|beats (want|read byte|allowed"),
     "dma_status": ("DMA:", "allowed ['ok']"),

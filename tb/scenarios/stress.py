@@ -92,19 +92,19 @@ queue rows the back-end reads on ``qrd_*`` (size, vector, the three ring address
 ``driver_features`` and ``legacy`` outputs are checked against the model.
 
 Back-end DMA (builds with a requester, ``dma_tags`` > 0: the default; ``tb/scenarios/stress_dma.py``
-has the rules): a share of the steps of the mix asks for random back-end reads and writes
-(1 byte to a few KiB, rarely up to 64 KiB, any alignment, below, across and far above 4 GiB,
-across 4 KiB boundaries) with random idle and back-pressure on the four requester streams; the
-host side answers every MRd from a host memory with completions split at the RCB and at random
-legal points, interleaved between tags, after a random latency, now and then with UR, CA or
-poisoned data, and now and then stays silent while every tag is in flight.  Every MRd / MWr is
-checked against the PCIe request rules, every answer against the data the host sent or the bytes
-the request wrote, its status against what the BME changes, FLRs, resets and bad completions of
-the run allow, and the ordering rules (``dma_wdone`` OK after the write's MWrs, host completions
-after earlier back-end writes, MRds after earlier MWrs).  At an FLR pending requests must end
-without the host's help and its late completions be discarded; at a conventional reset the
-back-end is reset too and the late completions discarded; after either, when DMA was in progress, every tag must be usable
-at once.  ``dma_*`` counts in the STRESS line.
+has the rules): a share of the steps of the mix asks for random back-end reads and writes (1 byte to
+a few KiB, rarely up to 64 KiB, any alignment, below, across and far above 4 GiB, across 4 KiB
+boundaries) with random idle and back-pressure on the four requester streams; the host side answers
+every MRd from a host memory with completions split at the RCB and at random legal points,
+interleaved between tags, after a random latency, now and then with UR, CA or poisoned data, and now
+and then stays silent while every tag is in flight. Every MRd / MWr is checked against the PCIe
+request rules, every answer against the data the host sent or the bytes the request wrote, its
+status against what the BME changes, FLRs, resets and bad completions of the run allow, and the
+ordering rules (``dma_wdone`` OK after the write's MWrs, host completions after earlier back-end
+writes, MRds after earlier MWrs). At an FLR pending requests must end without the host's help and
+its late completions be discarded; at a conventional reset the back-end is reset too and the late
+completions discarded; after either, when DMA was in progress, every tag must be usable at once.
+``dma_*`` counts in the STRESS line.
 
 Figures (shared 2-core machine, load average 4 to 13 from other jobs): the default 1,000,000
 TLPs (seed 1438770328) passed in 223 s, 4,489 TLPs/s, with 1,256 MSI-X writes, 1,136 INTx

@@ -1,15 +1,14 @@
 """Back-end DMA in the randomised stress (tb/scenarios/stress.py): traffic and its checker.
 
-``DmaStress(stress)`` is created by ``Stress`` when the build has a requester (``dma_tags`` >
-0).  It drives the requester port with ``tb.models.dma_lean_backend.LeanDmaBackend``, answers the
-function's memory reads from a host memory (``PagedMemory``) with ``tb.host.dma_completer``, and
-checks every MRd / MWr the function sends and every answer the back-end gets against what the
-PCIe rules and the back-end contract (docs/backend-contract.md, hdl/virtio_pci/dma/layouts.py)
-allow.  The stress calls it at a few points: ``step`` (a step of the traffic mix), ``claims``
-(every upstream TLP, before the scoreboard: the MRds and the MWrs into the DMA windows are its
-own; host completions are looked at for DMA-16), ``drain`` (sync points), ``before_flr`` / ``after_flr`` / ``after_setup``
-and ``before_reset`` / ``at_reset`` / ``after_reset`` (Function Level Reset and conventional
-reset).
+``DmaStress(stress)`` is created by ``Stress`` when the build has a requester (``dma_tags`` > 0). It
+drives the requester port with ``tb.models.dma_lean_backend.LeanDmaBackend``, answers the function's
+memory reads from a host memory (``PagedMemory``) with ``tb.host.dma_completer``, and checks every
+MRd / MWr the function sends and every answer the back-end gets against what the PCIe rules and the
+back-end contract (docs/backend-contract.md, hdl/virtio_pci/dma/layouts.py) allow. The stress calls
+it at a few points: ``step`` (a step of the traffic mix), ``claims`` (every upstream TLP, before the
+scoreboard: the MRds and the MWrs into the DMA windows are its own; host completions are looked at
+for DMA-16), ``drain`` (sync points), ``before_flr`` / ``after_flr`` / ``after_setup`` and
+``before_reset`` / ``at_reset`` / ``after_reset`` (Function Level Reset and conventional reset).
 
 Traffic: reads and writes of 1 byte to a few KiB (rarely up to 64 KiB) at random byte alignment,
 in three 192 KiB host windows (below 4 GiB, across the 4 GiB line, far above it), a third of them
@@ -17,7 +16,7 @@ placed across a 4 KiB boundary, Relaxed Ordering / No Snoop asked for at random;
 ``dma_req`` / ``dma_wdata`` and back-pressure on ``dma_rdata`` / ``dma_wdone``, new
 probabilities at every sync point.  The host answers each MRd after a random latency with
 completions split at the 64-byte RCB and at random legal points (never above the smallest MPS
-the function may be using), interleaved between tags; about one read in 60 gets a bad answer (UR,
+the function may be using), interleaved between tags; about one MRd in 60 gets a bad answer (UR,
 CA, or poisoned data followed by the rest of its completions), sent from the stress's coroutine
 so that the reference model sets the error bits the function sets (Received Master Abort /
 Target Abort, Detected Parity Error, Master Data Parity Error with Parity Error Response,
@@ -53,12 +52,12 @@ Checks:
   request that arrived after a write's request and data were accepted leaves after that write's
   MWrs (a write that ends OK must not have been passed); an MRd never passes the MWrs of an earlier
   write request;
-* resets (DMA-19): at an FLR every pending request is answered without any completion from the
-  host (RESET, BME, or what it had already got); the completions the host still owed are sent
-  afterwards with garbage data and must be discarded (the model expects Unexpected Completion,
-  correctable); at a conventional reset the back-end is reset with the function, its pending
-  requests are lost and late completions discarded; after either (when it found DMA in progress), a burst of as many reads as
-  there are usable tags must have every one in flight at once (no tag leaked), then complete.
+* resets (DMA-19): at an FLR every pending request is answered without any completion from the host
+  (RESET, BME, or what it had already got); the completions the host still owed are sent afterwards
+  with garbage data and must be discarded (the model expects Unexpected Completion, correctable); at
+  a conventional reset the back-end is reset with the function, its pending requests are lost and
+  late completions discarded; after either (when it found DMA in progress), a burst of as many reads
+  as there are usable tags must have every one in flight at once (no tag leaked), then complete.
 
 Counts go to the stress's STRESS line (``dma_*``).  Mutations (``VPCI_STRESS_MUTATE``,
 tb/integration/test_stress.py) make the expectation wrong so that each check is seen failing:
@@ -374,7 +373,8 @@ class DmaStress:
         ro_ok = {op.relaxed & v[3] for v in self._dc_hist}
         if (r.attr & 1) not in ns_ok or (r.attr >> 1 & 1) not in ro_ok:
             self._fail(f"{what} of {op!r}: Attr {r.attr:#x}, asked No Snoop {op.no_snoop} "
-                       f"Relaxed {op.relaxed}, enables {sorted((v[4], v[3]) for v in self._dc_hist)}"
+                       f"Relaxed {op.relaxed}, enables "
+                       f"{sorted((v[4], v[3]) for v in self._dc_hist)}"
                        f" (DMA-18)")
         if op.attr is None:
             op.attr = r.attr
@@ -711,7 +711,8 @@ class DmaStress:
             n = rng.randint(1, min(64, R))
             ops.append(self.submit(False, base + b * R + rng.randrange(R - n + 1), n))
         ok = await self._wait(lambda: h.held >= limit, 4000,
-                              lambda: f"only {h.held} of {limit} reads in flight after the reset (a "
+                              lambda: f"only {h.held} of {limit} reads in flight after the "
+                                      f"reset (a "
                               f"tag leaked: DMA-07, DMA-19)")
         h.hold = False
         h.wake()
