@@ -104,7 +104,10 @@ ordering rules (``dma_wdone`` OK after the write's MWrs, host completions after 
 writes, MRds after earlier MWrs). At an FLR pending requests must end without the host's help and
 its late completions be discarded; at a conventional reset the back-end is reset too and the late
 completions discarded; after either, when DMA was in progress, every tag must be usable at once.
-``dma_*`` counts in the STRESS line.
+``dma_*`` counts in the STRESS line.  ``make stress COUNT=200000 SEED=20261203`` (revision
+10ba944, load average about 11): 200,010 TLPs in 351 s with 1,557 DMA reads and 420 writes
+(671,176 bytes), statuses OK 1,778 / UR 13 / CA 11 / POISONED 24 / BME 104 / RESET 24, 23 lost
+to conventional resets, 162 late completions discarded (docs/verification.md has the rest).
 
 Figures (shared 2-core machine, load average 4 to 13 from other jobs): the default 1,000,000
 TLPs (seed 1438770328) passed in 223 s, 4,489 TLPs/s, with 1,256 MSI-X writes, 1,136 INTx
