@@ -30,19 +30,15 @@ import random
 import cocotb
 from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles, RisingEdge, with_timeout
-from cocotbext.axi.address_space import MemoryRegion
 from cocotbext.pcie.core import RootComplex
-from cocotbext.pcie.core.caps import PciCapId
 from cocotbext.pcie.core.tlp import TlpType
 from cocotbext.pcie.intel.ptile import PTilePcieDevice, PTileRxBus, PTileTxBus
 
 from tb.env.fabric import functions_with_vendor, load_desc
 from tb.host.msix import MsixHost
 from tb.host.virtio_driver import Status, VirtioPciDriver
-from tb.models.dma_backend import DmaBackend
-from tb.models.dma_model import StatusRef, byte_enables_ref, parse_request
 from tb.models.virtio_backend import VirtioBackend
-from tb.tlp.convert import tlp_to_dws
+from tb.scenarios.adapter_dma import adapter_dma, record_upstream
 
 LINK_MHZ = 250
 
@@ -143,13 +139,7 @@ class PTileTB:
         self.backend = VirtioBackend(dut, self.desc, doorbell_stall=backend_stall,
                                      qevent_stall=backend_stall)
         self.dev = None
-        self.upstream = []
-        orig = self.hip.upstream_send
-
-        async def upstream_send(tlp):
-            self.upstream.append(tlp)
-            await orig(tlp)
-        self.hip.upstream_send = upstream_send
+        self.upstream = record_upstream(self.hip)
         for name in ("cocotb.pcie", "cocotb.tb.bridge"):
             logging.getLogger(name).setLevel(logging.WARNING)
         logging.getLogger("cocotb").setLevel(logging.WARNING)
@@ -260,84 +250,14 @@ async def ptile_bringup_test(dut):
 @cocotb.test()
 async def ptile_dma_test(dut):
     """DMA-02, DMA-03, DMA-04, DMA-05, DMA-06, DMA-08, DMA-09: back-end DMA through the P-Tile
-    adapter: random byte-granular reads and writes below and above 4 GiB leave as MRd/MWr on
-    tx_st (header on tx_st_hdr, payload realigned, credits respected), the root complex's
-    completions come back on rx_st split at its RCB and reach the requester, read data equals host
-    memory, written data lands in host memory, every request keeps the PCIe rules (4 KiB, MPS,
-    MRRS, 3-DW below / 4-DW above 4 GiB, Requester ID from tl_cfg's bus/device), with idle on
-    rx_st, back-pressure on tx_st and on every stream of the requester port."""
+    adapter (tb/scenarios/adapter_dma.py): random byte-granular reads and writes below and above
+    4 GiB leave as MRd/MWr on tx_st (header on tx_st_hdr, payload realigned, credits respected),
+    the root complex's completions come back on rx_st split at its RCB and reach the requester;
+    read data equals host memory, written data lands, every request keeps the PCIe rules (4 KiB,
+    MPS, MRRS, 3-DW below / 4-DW above 4 GiB, Requester ID from tl_cfg's bus/device), with idle
+    on rx_st, back-pressure on tx_st and on every stream of the requester port."""
     tb = PTileTB(dut)
     dev = await tb.init()
-    await dev.set_master()
-    rng = tb.rng
-    be = DmaBackend(dut, tb.desc, rng=rng, req_idle=0.2, ready_prob=0.8)
-    size, high_base = 0x8000, 0x1_2340_0000
-    low = tb.rc.mem_pool.alloc_region(size)
-    low_base = low.get_absolute_address(0)
-    high = MemoryRegion(size)
-    tb.rc.mem_address_space.register_region(high, high_base)
-    for region in (low, high):
-        await region.write(0, bytes(rng.getrandbits(8) for _ in range(size)))
-
-    async def host_read(addr, n):
-        return await (high.read(addr - high_base, n) if addr >= high_base
-                      else low.read(addr - low_base, n))
-
-    for phase in range(2):
-        if phase:       # then the largest payload both sides support and the smallest MRRS
-            mps_code = min(1, tb.desc.params["max_payload_supported"])
-            v = await dev.capability_read_word(PciCapId.EXP, 8)
-            await dev.capability_write_word(PciCapId.EXP, 8, v & ~(7 << 5 | 7 << 12) | mps_code << 5)
-        await dma_phase(tb, dev, be, rng, host_read, low_base, high_base, size)
-
-
-async def dma_phase(tb, dev, be, rng, host_read, low_base, high_base, size):
-    """One round of ``ptile_dma_test`` at the current MPS / MRRS."""
-    devctl = await dev.capability_read_word(PciCapId.EXP, 8)
-    mps, mrrs = 128 << (devctl >> 5 & 7), 128 << (devctl >> 12 & 7)
-    mrrs = min(mrrs, tb.desc.params["dma_max_read"])
-    since = len(tb.upstream)
-    ops = []
-    for _ in range(24):
-        n = rng.choice([1, 3, 4, 7, 64, 65, 130, 511, 1000, 2100])
-        base = high_base if rng.random() < 0.4 else low_base
-        if rng.random() < 0.5:          # reads from the first half, writes to the second
-            ops.append(be.read(base + rng.randrange(0, size // 2 - n), n))
-        else:
-            a = base + size // 2 + rng.randrange(0, size // 2 - n)
-            ops.append(be.write(a, bytes(rng.getrandbits(8) for _ in range(n))))
-    for op in ops:
-        await with_timeout(op.wait(), 500, "us")
-    # dma_wdone means the write left the core's tx, not the link: the CDC and the adapter's queue
-    # are behind it.  A read flushes them (PCIe: a read does not pass a posted write)
-    flush = be.read(low_base, 4)
-    await with_timeout(flush.wait(), 500, "us")
-    ops.append(flush)
-    final = {}
-    for op in ops:
-        if op.write:
-            final.update((op.addr + i, b) for i, b in enumerate(op.wdata))
-    for op in ops:
-        assert op.status == StatusRef.OK, op
-        host = await host_read(op.addr, op.length)
-        if op.write:
-            exp = bytes(final[op.addr + i] for i in range(op.length))
-            bad = [i for i in range(op.length) if host[i] != exp[i]]
-            assert not bad, f"{op}: host memory differs at offsets {bad[:8]}.. ({len(bad)} bytes)" \
-                f": {host.hex()} != {exp.hex()}"
-        else:
-            assert op.data == host, f"{op}: read data differs"
-    me = int(dev.pcie_id)
-    reqs = [parse_request(tlp_to_dws(t)) for t in tb.upstream[since:]
-            if t.fmt_type in (TlpType.MEM_READ, TlpType.MEM_READ_64, TlpType.MEM_WRITE,
-                              TlpType.MEM_WRITE_64)]
-    for r in reqs:
-        assert r.start // 4096 == (r.start + r.nbytes - 1) // 4096, f"{r} crosses 4 KiB"
-        assert (r.hdr_dw == 4) == (r.addr >= 1 << 32), f"header size of {r.addr:#x}"
-        assert r.requester_id == me, f"Requester ID {r.requester_id:#06x}, expected {me:#06x}"
-        assert (r.length_dw, r.fbe, r.lbe) == byte_enables_ref(r.start, r.nbytes), r
-        assert r.nbytes <= (mps if r.write else mrrs), f"{r.nbytes} bytes in {r}"
-    assert sum(r.nbytes for r in reqs if r.write) == sum(op.length for op in ops if op.write)
-    assert sum(r.nbytes for r in reqs if not r.write) == sum(op.length for op in ops if not op.write)
-    tb.log.warning("P-Tile DMA: %d requests -> %d MRd/MWr (MPS %d, MRRS %d), core clock %.3f ns",
-                   len(ops), len(reqs), mps, mrrs, tb.core_ns)
+    for mps, mrrs, n, sent in await adapter_dma(tb, dev, tb.upstream):
+        tb.log.warning("P-Tile DMA: %d requests -> %d MRd/MWr (MPS %d, MRRS %d), core clock "
+                       "%.3f ns", n, sent, mps, mrrs, tb.core_ns)
