@@ -9,6 +9,8 @@ DW lists and collects ``tx`` beats into DW lists, one coroutine each:
 * the tx coroutine holds ``ready`` low with probability ``tx_stall`` in each cycle that ``valid``
   is high; every complete TLP goes to ``on_tlp(dws)``.  It also checks the stream rules it can
   see from outside: a TLP starts with ``first``, ends with ``last``, keep is contiguous from lane 0.
+* ``on_sent(beats)``, when set, is called with the beats of each TLP the moment its last beat
+  was accepted on ``rx`` (the DMA checker of the stress uses it for ordering, DMA-16).
 * ``abort()`` and ``reset_tx()`` are for a conventional reset with requests in flight: the TLP
   on ``rx`` is cut at the next edge and the queue forgotten; a ``tx`` TLP cut by the reset is
   dropped.
@@ -35,6 +37,7 @@ class LeanDriver:
         self.rx_idle = rx_idle
         self.tx_stall = tx_stall
         self.on_tlp = on_tlp or (lambda dws: None)
+        self.on_sent = None
         self.queue = collections.deque()
         self._wake = Event()
         self.idle = Event()
@@ -122,6 +125,8 @@ class LeanDriver:
                     valid.value = driven = 0
                 continue
             self.sent += 1
+            if self.on_sent is not None:
+                self.on_sent(beats)
 
     async def _tx_loop(self):
         dut, clk, w, rng = self.dut, self.clk, self.width, self.rng

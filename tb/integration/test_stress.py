@@ -9,7 +9,8 @@ STRESS line), and a tenth on the ``large`` build (1024 queues, 64 MSI-X vectors,
 ``test_stress_scoreboard_fails``: the scoreboard is shown to fail when its expectation is wrong
 (wrong read data, wrong status, a completion more or less, a doorbell lost or duplicated, a queue
 event lost, error status bits not set, the wrong MSI-X message data, interrupt requests the model
-never hears of).
+never hears of; back-end DMA: a wrong read or written byte, a write the checker never hears of, an
+answer lost or one too many, a bad completion's status expected as OK).
 """
 import os
 
@@ -32,6 +33,22 @@ COUNT = int(os.environ.get("VPCI_STRESS_COUNT", "100000"))
 
 @pytest.mark.parametrize("params", ["default", "m0", "m4096", "transitional", "large"])
 def test_stress(params, tmp_path):
+    """Randomised traffic against the reference model (tb/scenarios/stress.py).  With the back-end
+    DMA of tb/scenarios/stress_dma.py on every build (all have a requester): DMA-01 (requests
+    while Bus Master Enable is clear end with BME, nothing sent), DMA-02, DMA-03, DMA-04 (split at
+    min(MRRS, dma_max_read), MPS and 4 KiB, from the Device Control values the random traffic
+    writes), DMA-05 (3-DW / 4-DW headers below, across and above 4 GiB), DMA-06 (byte enables of
+    byte-granular chunks), DMA-07 (tags unique while the host owes completions, below 32 without
+    Extended Tag; all usable again after every reset), DMA-08 (Requester ID), DMA-09 and DMA-10
+    (completions split at the RCB and at random points, interleaved between tags; data exactly
+    what the host sent), DMA-11 (UR, CA and poisoned completions end that request with that status,
+    no poisoned byte handed on, error bits as the model says), DMA-12 (completions for no
+    outstanding request discarded, Unexpected Completion reported), DMA-15 (writes in order,
+    dma_wdone OK only after the write's MWrs left), DMA-16 (host completions after back-end writes
+    accepted before the host request arrived), DMA-17 (host silent with every tag in flight: the
+    transport is still answered), DMA-18 (Attr only when asked for and enabled), DMA-19 (FLR and
+    conventional reset with DMA in flight: answers without the host, late completions discarded,
+    no tag leaked)."""
     seed = os.environ.get("VPCI_SEED")
     count = COUNT if params == "default" else max(1000, COUNT // (10 if params == "large" else 4))
     run_cocotb("tb.integration.cocotb.stress_test", BUILDS[params], test_dir=str(tmp_path),
@@ -56,12 +73,25 @@ MUTATIONS = {
     "legacy_layout": ("row on qrd|upstream TLP",),      # qrd_*, or the modern queue_device
     "legacy_db": ("unexpected doorbell",),
     "legacy_mixing": ("upstream TLP|queue event|doorbell|device_status|driver_ok|row on qrd",),
+    # back-end DMA (tb/scenarios/stress_dma.py): a read byte, a written byte, a write the checker
+    # never hears of, an answer the back-end waits for in vain, one answer too many, a bad
+    # completion's status expected as OK
+    "dma_data": ("DMA:", "read byte"),
+    "dma_write": ("DMA: MWr", "the request wrote"),
+    # (its 1-DW MWrs look like MSI-X writes: the scoreboard then finds no vector allowing them)
+    "dma_drop_write": ("DMA: MWr|MSI-X write",
+                       "no request in progress|belongs to no request|not allowed now"),
+    "dma_lost": ("DMA:", "never asked|not answered"),
+    "dma_dup": ("DMA:", "not answered|no request pending|beats (want|read byte|allowed"),
+    "dma_status": ("DMA:", "allowed ['ok']"),
 }
 
 
 @pytest.mark.parametrize("mutation", list(MUTATIONS))
 def test_stress_scoreboard_fails(mutation, tmp_path):
-    """The run must fail, and with the check the mutation targets."""
+    """The run must fail, and with the check the mutation targets (the ``dma_*`` mutations: the
+    DMA checks of DMA-09 / DMA-10 read data, DMA-15 written data, DMA-11 status and the
+    answered-exactly-once rule of the back-end contract)."""
     build = "transitional" if mutation.startswith("legacy_") else "default"
     with pytest.raises((AssertionError, SystemExit)):
         run_cocotb("tb.integration.cocotb.stress_test", BUILDS[build], test_dir=str(tmp_path),

@@ -9,7 +9,7 @@ what the RTL sends against it and use it to build bad completions on purpose.
 from dataclasses import dataclass, field
 
 __all__ = ["MemReq", "parse_request", "completion", "split_read", "HostMemory", "split_ref",
-           "byte_enables_ref", "StatusRef"]
+           "byte_enables_ref", "StatusRef", "PagedMemory"]
 
 CPL, CPLD = 0x0A, 0x4A
 
@@ -154,3 +154,40 @@ class HostMemory:
     def write(self, a, data):
         for i, b in enumerate(data):
             self.bytes[a + i] = b
+
+
+class PagedMemory:
+    """Host memory with the interface and contents of ``HostMemory`` (unwritten bytes read as
+    ``HostMemory.pattern``), kept in 4 KiB pages of ``bytearray`` so that the long runs of the
+    stress (tb/scenarios/stress_dma.py) read and write megabytes quickly."""
+
+    PAGE = 4096
+
+    def __init__(self):
+        self.pages = {}
+
+    def _page(self, p):
+        pg = self.pages.get(p)
+        if pg is None:
+            a = p * self.PAGE
+            pg = self.pages[p] = bytearray(HostMemory.pattern(a + i) for i in range(self.PAGE))
+        return pg
+
+    def read(self, a, n):
+        out = bytearray()
+        while n:
+            p, o = divmod(a, self.PAGE)
+            k = min(n, self.PAGE - o)
+            out += self._page(p)[o:o + k]
+            a += k
+            n -= k
+        return bytes(out)
+
+    def write(self, a, data):
+        data = memoryview(bytes(data))
+        i = 0
+        while i < len(data):
+            p, o = divmod(a + i, self.PAGE)
+            k = min(len(data) - i, self.PAGE - o)
+            self._page(p)[o:o + k] = data[i:i + k]
+            i += k

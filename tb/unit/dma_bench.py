@@ -106,6 +106,7 @@ class ReqBench:
             seen = [0, 0]
             rx_queue = []
             cur = None
+            cur_bad = False
             while True:
                 _, _, c = await ctx.tick().sample(b.cycle)
                 for idx, mon in ((0, mrd_mon), (1, mwr_mon)):
@@ -127,15 +128,21 @@ class ReqBench:
                         dws = p[1].pop(0)
                         if not p[1] and not getattr(p[2], "abandoned", False):
                             self.outstanding.pop(p[2].tag, None)
-                    cur = [bt for bt in dws_to_beats(dws, self.w)]
+                    if isinstance(dws, tuple):
+                        # ("fragment", beats): raw beats the depacketizer drops as malformed
+                        cur, cur_bad = list(dws[1]), True
+                    else:
+                        cur, cur_bad = [bt for bt in dws_to_beats(dws, self.w)], False
                 if cur and not (self.rx_idle and self.rng.random() < self.rx_idle):
                     data, keep, first, last = cur.pop(0)
                     ctx.set(d.rx_beat, {"data": data, "keep": keep, "first": first, "last": last})
                     ctx.set(d.rx_fire, 1)
+                    ctx.set(d.rx_malformed, int(cur_bad and bool(last)))
                     if not cur:
                         cur = None
                 else:
                     ctx.set(d.rx_fire, 0)
+                    ctx.set(d.rx_malformed, 0)
                 if self.flr_at is not None:
                     ctx.set(d.flr, int(c + 1 == self.flr_at))
                 if self.bme_clear_at is not None and c + 1 >= self.bme_clear_at:

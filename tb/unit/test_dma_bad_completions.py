@@ -73,6 +73,35 @@ def test_dma_bad_completion(kind):
     assert b.tags_free == 32, f"{b.tags_free} tags free at the end"
 
 
+@pytest.mark.parametrize("beats", [1, 3])
+def test_dma_fragment_between_completions(beats):
+    """DMA-09, DMA-13: beats without ``first`` outside a TLP (a fragment the depacketizer drops as
+    malformed, ``rx_malformed`` on its last beat) arriving between two completions of a read
+    belong to no completion: the read still completes OK with its data, only the fragment is
+    reported (found by the stress's DMA traffic: the fragment was taken for the end of the
+    completion before it)."""
+    rng = seeded("dma_fragment", beats)
+    frag = ("fragment", [(rng.randrange(1 << 128), 0xF, 0, int(i == beats - 1))
+                         for i in range(beats)])
+
+    def hold(r):
+        if r.start != A:
+            return None
+        data = b.mem.read(r.start, r.nbytes)
+        first = 0x40 - (r.start & 0x3F)
+        return [completion(r, data=data[:first]), frag,
+                completion(r, data=data[first:], lower_addr=(r.start + first) & 0x7F,
+                           byte_count=r.nbytes - first)]
+
+    reqs = [(0, 0x5000_0000, 64), (0, A, 200), (0, 0x5000_0400, 300)]
+    b = ReqBench(width=128, rng=rng, name=f"dma_fragment_{beats}", hold=hold, timeout=TIMEOUT)
+    b.run(reqs, timeout=20000, wait=300)
+    for (_, a, n), (got, st, _) in zip(reqs, b.rdata):
+        assert st == StatusRef.OK and got == b.mem.read(a, n), f"read at {a:#x}: status {st}"
+    assert not any(b.errors.values()), b.errors
+    assert b.tags_free == 32
+
+
 def test_dma_stray_completions():
     """DMA-12: completions with an unknown tag, with the Requester ID of another function, and a
     second completion for a finished read are discarded and each reported as unexpected; the

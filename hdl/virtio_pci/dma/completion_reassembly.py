@@ -6,7 +6,8 @@ Unexpected Completion, UR / CA status, malformed completions), 2.7.2 (poisoned d
 (Completion Timeout), 6.6.2 (FLR); requirements DMA-09..14, DMA-19.
 
 Every completion on ``rx`` (snooped: it never back-pressures ``rx``, the buffer space of a tag is
-reserved when its MRd leaves) is looked up by tag in the per-tag state:
+reserved when its MRd leaves) is looked up by tag in the per-tag state (beats without ``first``
+outside a TLP, a fragment the depacketizer drops as malformed, belong to no completion):
 
 * **stray**: tag out of range, T9/T8 set, Requester ID not this function's, the tag has no
   outstanding MRd, or a locked completion (CplLk/CplDLk): discarded, ``err_unexpected``
@@ -143,15 +144,19 @@ class CompletionReassembly(wiring.Component):
         bidx = Signal(range(4096 // 4 // L + 4))
         cur_b = Mux(beat.first, 0, bidx)
         hdr_r = [Signal(32, name=f"cpl_hdr{i}") for i in range(2)]
+        # a beat belongs to a TLP when it has ``first`` or follows one that did: beats without
+        # ``first`` outside a TLP (a fragment the depacketizer drops as malformed) are no part
+        # of the completion before them
+        in_frame = beat.first | in_tlp
         with m.If(self.rx_fire):
-            m.d.sync += [bidx.eq(cur_b + 1), in_tlp.eq(~beat.last)]
+            m.d.sync += [bidx.eq(cur_b + 1), in_tlp.eq(~beat.last & in_frame)]
             if hb == 1:
                 with m.If(beat.first):
                     m.d.sync += [hdr_r[0].eq(lane(0)), hdr_r[1].eq(lane(1))]
         h0 = HdrDW0(lane(0) if hb == 0 else hdr_r[0])
         h1 = CplDW1(lane(1) if hb == 0 else hdr_r[1])
         h2 = CplDW2(lane(2) if hb == 0 else lane(0))
-        at_hdr = self.rx_fire & (cur_b == hb)
+        at_hdr = self.rx_fire & in_frame & (cur_b == hb)
         ft = h0.fmt_type
         is_cpl = (ft == FmtType.CPL) | (ft == FmtType.CPLD)
         # a locked completion (CplLk/CplDLk) never answers an MRd: always unexpected
@@ -258,7 +263,7 @@ class CompletionReassembly(wiring.Component):
                                      self.wdata[32 * k:32 * k + 32].eq(lane(j))]
 
         # ---- commit at the last beat ---------------------------------------------------------------
-        last_now = self.rx_fire & beat.last & (cur_b >= hb)
+        last_now = self.rx_fire & in_frame & beat.last & (cur_b >= hb)
         k_now = Mux(at_hdr, kind, c_kind)
         t_now = Mux(at_hdr, tag, c_tag)
         res_now = Mux(at_hdr, res, c_res)

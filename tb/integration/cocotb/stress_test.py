@@ -30,3 +30,11 @@ async def stress(dut):
     print(f"RESETS conventional={stats['rst']} (with requests in flight {stats['rst_inflight']}) "
           f"FLR={stats['flr']} (in flight {stats['flr_inflight']}) virtio={stats['virtio_resets']} "
           f"queue={stats['qresets']} total={total}", flush=True)
+    if "dma_reads" in stats:
+        st = " ".join(f"{k}={stats['dma_' + k]}" for k in ("ok", "ur", "ca", "poisoned", "bme",
+                                                           "reset", "timeout", "malformed"))
+        print(f"DMA reads={stats['dma_reads']} ({stats['dma_read_bytes']} bytes) "
+              f"writes={stats['dma_writes']} ({stats['dma_write_bytes']} bytes) "
+              f"MRd={stats['dma_mrd']} MWr={stats['dma_mwr']} statuses: {st} "
+              f"lost to resets={stats['dma_lost']} late completions={stats['dma_late_cpl']}",
+              flush=True)
