@@ -176,7 +176,8 @@ class DmaStress:
         return get_sim_time("ns")
 
     async def _cycles(self, n):
-        await Timer(n * CLK_PERIOD_NS, "ns")
+        if n > 0:               # (cocotb's Timer refuses 0)
+            await Timer(n * CLK_PERIOD_NS, "ns")
 
     def _in_window(self, a):
         return any(b <= a < b + n for b, n in self.windows)
