@@ -56,6 +56,12 @@ MUTATIONS = {
     "legacy_layout": ("row on qrd|upstream TLP",),      # qrd_*, or the modern queue_device
     "legacy_db": ("unexpected doorbell",),
     "legacy_mixing": ("upstream TLP|queue event|doorbell|device_status|driver_ok|row on qrd",),
+    # stuck-port episodes (tb/scenarios/stress_stuck.py): the answer-time bound without its T
+    # term, an FLR recovery checked against a wrong reset state (DEVICE_NEEDS_RESET kept), a
+    # port that holds one event more than it does (a request given up is expected to pass)
+    "stuck_bound": ("configuration read answered after",),
+    "stuck_flr": ("after the FLR",),
+    "stuck_capacity": ("err_backend_timeout pulsed|upstream TLP|doorbell|queue event",),
 }
 
 

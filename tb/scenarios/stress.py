@@ -136,6 +136,7 @@ from tb.models.ref_model import RefModel
 from tb.models.virtio_backend import VirtioBackend
 from tb.models.virtio_model import LEGACY_ONLY
 from tb.scenarios.stress_scoreboard import Scoreboard, StressError
+from tb.scenarios.stress_stuck import StuckEpisodes
 from tb.tlp.convert import dws_to_beats
 
 __all__ = ["Stress", "StressError"]
@@ -190,6 +191,8 @@ class Stress:
         self.nq = P["num_queues"]
         self.nvec = P["msix_vectors"]
         self.regions = self.desc.regions
+        self.no_io = False          # no I/O requests (a stuck episode on another port)
+        self.stuck = StuckEpisodes(self)
 
     # ---------------------------------------------------------------- sending --
     async def send(self, dws, hook=None):
@@ -389,6 +392,8 @@ class Stress:
         mps = m.env().mps
         self.stats["bad"] += 1
         k = rng.randrange(19)
+        if k == 11 and self.no_io:
+            k = 12
         if k == 0:      # outside the BAR
             out = (base + m.bar_size + 4 * rng.randrange(1 << 16)) if rng.random() < 0.5 else \
                 (base - 4 * rng.randrange(1, 1 << 16)) % (1 << 64)
@@ -852,6 +857,8 @@ class Stress:
         if served:
             self.stats["io"] += 1
             self.stats["io_writes" if op["write"] else "io_reads"] += 1
+        if self.stuck.active is not None:       # a stuck reset_ack: given up, not waited for
+            return None if self.stuck.skip_io(op) else await self.send(dws)
         if not (served and m.common.resetting and m.io_waits(op["addr"], op["be"])):
             return await self.send(dws)
         await self._drain()
@@ -975,15 +982,18 @@ class Stress:
         else:
             await self.driver_init()
 
-    async def flr(self):
+    async def flr(self, inflight=None, after_request=None, drained=False):
         """Function Level Reset, half of the time with the requests before it still in flight
         (their completions may or may not be sent: PCIe 6.6.2; their doorbells and queue events
-        must still come, as the operations are executed in order before the FLR)."""
-        inflight = self.rng.random() < 0.5
+        must still come, as the operations are executed in order before the FLR).
+        ``after_request``: awaited once the FLR was sent (a stuck port released); ``drained``:
+        the caller drained the pipeline (a stuck port still holds a doorbell)."""
+        if inflight is None:
+            inflight = self.rng.random() < 0.5
         if inflight:
             self.sb.all_optional()
             self.stats["flr_inflight"] += 1
-        else:
+        elif not drained:
             await self.quiesce()
         dropped = self.stats["cpl_dropped"]
         self.sb.mark(f"FLR (in flight {int(inflight)})")
@@ -994,8 +1004,12 @@ class Stress:
         if not ans.flr:
             raise StressError("the model did not see the FLR request")
         m.reset(conventional=False)
+        if self.mutate == "stuck_flr" and after_request:          # a wrong reset state: NEEDS_RESET kept
+            m.common.status |= 0x40
         self.virtio_reset_pending = False
         self.qreset_pending.clear()
+        if after_request:
+            await after_request()
         await self.quiesce(check=False)
         self.stats["cpl_dropped_flr"] += self.stats["cpl_dropped"] - dropped
         await ClockCycles(self.dut.clk, 8)
@@ -1093,8 +1107,11 @@ class Stress:
                 if rng.random() < 0.5:
                     await self.irq_burst()
                 next_sync = self.stats["tlps"] + rng.randrange(50, 600)
+                if self.stuck.due():
+                    await self.stuck.run()
                 if not self.model.common.status & 0x04 and rng.random() < 0.3:
                     await self.any_init()
+        await self.stuck.finish()
         await self.sync_point()
         await self.quiesce()
         wall = time.time() - wall0
