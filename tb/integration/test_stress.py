@@ -32,6 +32,16 @@ COUNT = int(os.environ.get("VPCI_STRESS_COUNT", "100000"))
 
 @pytest.mark.parametrize("params", ["default", "m0", "m4096", "transitional", "large"])
 def test_stress(params, tmp_path):
+    """PCI-01 (a compliant function under random traffic: every completion, status and error
+    bit against the reference model; PowerState writes with the PM rules (D1/D2 discarded, URs and
+    no requests in D3hot); posted requests passing non-posted ones while ``tx`` is held (PCIe
+    2.4.1); no stuck party wedging the function: doorbell, queue-event, device-config and legacy
+    reset-acknowledge ports stalled past the back-end timeout, configuration reads answered within
+    the documented bound), STS-02 (DEVICE_NEEDS_RESET when a request is given up), STS-03 (the
+    configuration-change notification that follows it after DRIVER_OK), STS-D1 (status 0 after
+    every FLR that ends a stuck episode), LEG-05 (the legacy header, its device reset waiting for
+    the back-end and given up when never acknowledged), DRV-06 (accesses while a reset is
+    pending), DRV-08 (queue reset under load)."""
     seed = os.environ.get("VPCI_SEED")
     count = COUNT if params == "default" else max(1000, COUNT // (10 if params == "large" else 4))
     run_cocotb("tb.integration.cocotb.stress_test", BUILDS[params], test_dir=str(tmp_path),

@@ -51,8 +51,15 @@ Power states and stalls (issue 11): PMCSR writes take PowerState 0 most of the t
 and the unsupported 1 and 2 now and then; the model applies the PM rules (D1/D2 discarded, in D3hot
 memory and I/O requests are URs, nothing is initiated, the PBA is not read at drained points).
 Now and then the doorbell or queue-event port takes nothing for 64 to 600 cycles (less than the
-back-end timeout, so nothing is given up; ports stuck for longer, and ``tx`` held, are the cases of
-tb/unit/test_stuck_backend.py).  Interrupt requests on many queues and few vectors may find a
+back-end timeout, so nothing is given up).  Longer: *stuck-port episodes* (tb/scenarios/stress_stuck.py,
+its docstring has the rules), in a deterministic rotation over the ports the build has (every
+one at least once per run, about one episode per 25,000 TLPs): the doorbell, queue-event,
+device-config (external back-end) or legacy ``reset_ack`` port stalled past the back-end timeout T
+while random traffic goes on, with configuration reads timed on the wires against the bound of
+docs/spec-decisions.md, exact ``err_backend_timeout`` counts and DEVICE_NEEDS_RESET, or ``tx`` held
+20k to 200k cycles with posted writes passing ``cpl_queue_depth`` + 1 waiting reads; then the
+port released (or, for the doorbell and the legacy reset, only after the FLR), an FLR, and the
+function checked in its reset state before the checked traffic goes on.  Interrupt requests on many queues and few vectors may find a
 vector's message already started: the function pends it again and sends one more, which the
 model allows (``RefModel.resolve``; the drained point reads the PBA again until it is owed
 nothing).
@@ -107,7 +114,8 @@ checked; resets: 44 conventional (21 in flight), 64 FLR (30 in flight), 538 virt
 943 in all (the ``legacy_*`` counts of the STRESS line).
 
 Not covered (left for later): BAR reprogramming after setup, device-config updates and
-DEVICE_NEEDS_RESET from the back-end (so no ``config_event`` interrupts), requests sent *after*
+DEVICE_NEEDS_RESET from the back-end's ``needs_reset`` input (the configuration-change interrupt
+of a DEVICE_NEEDS_RESET comes only from requests given up in stuck-port episodes), requests sent *after*
 an FLR request before it completed (software waits 100 ms), interrupt requests while TLPs are in
 flight that change or read the interrupt state (the requests are issued at drained points or
 beside requests that commute with them, so that the ISR, the gating and the vector lookup are
@@ -116,7 +124,12 @@ exact; the messages themselves overlap the traffic that follows).  Legacy header
 before the feature step (LEG-07: the back-end model ignores writes, so only the completion is
 checked); a legacy access waiting on a reset with an FLR or a conventional reset behind it (the
 stress always acknowledges); queue-reset completions (``qreset_done``) racing a PFN write (they
-come at sync points); I/O requests beside interrupt requests.
+come at sync points); I/O requests beside interrupt requests.  Stuck-port episodes: no
+resets, interrupt bursts or sync points inside an episode; no I/O requests in them except in
+``reset_ack`` episodes, and there no legacy device-config accesses on builds with an external
+back-end (a known limitation, docs/spec-decisions.md); a queue-event or device-config port is
+always released before the FLR (what a back-end that recovers only with ``flr`` sees is not
+modelled).
 """
 import logging
 import os
