@@ -5,11 +5,15 @@ run of the stress) on the default build, a quarter of that on the ``m0`` (shared
 queue) builds of tb/integration/test_transport.py and on the ``transitional`` build of tb/integration/test_legacy.py
 (legacy header in I/O BAR0, NOTIFY_ON_EMPTY offered, external device config: the I/O traffic of
 the stress is on); ``VPCI_SEED`` fixes the seed (otherwise random, printed by cocotb and in the
-STRESS line), and a tenth on the ``large`` build (1024 queues, 64 MSI-X vectors, W = 64).
+STRESS line), and a tenth on the ``large`` build (1024 queues, 64 MSI-X vectors, W = 64).  Every
+run has at least one stuck-port episode per port its build has (tb/scenarios/stress_stuck.py:
+doorbell, queue events, tx on every build, device config on m0 and transitional, the legacy
+reset acknowledge on transitional).
 ``test_stress_scoreboard_fails``: the scoreboard is shown to fail when its expectation is wrong
 (wrong read data, wrong status, a completion more or less, a doorbell lost or duplicated, a queue
 event lost, error status bits not set, the wrong MSI-X message data, interrupt requests the model
-never hears of).
+never hears of, a configuration answer-time bound without its T term, an FLR recovery checked
+against a wrong reset state, a stuck port thought to hold one event more than it does).
 """
 import os
 
