@@ -73,6 +73,7 @@ class StuckPortModel:
         self.capacity = CAPACITY.get(port, 0) + (mutate == "stuck_capacity")
         self.held = 0               # events the port's buffers took
         self.gave_up = 0            # DW operations given up (err_backend_timeout pulses)
+        self.config_irqs = 0        # configuration-change interrupts DEVICE_NEEDS_RESET caused
         self._orig = {k: getattr(model, k) for k in ("mem_read", "mem_write", "io_read",
                                                      "io_write")}
         model.mem_read, model.mem_write = self.mem_read, self.mem_write
@@ -93,6 +94,7 @@ class StuckPortModel:
             return
         if c.status & 0x04:         # config_notify: a configuration-change interrupt
             self.m.irq_request(0, True)
+            self.config_irqs += 1
         c.needs_reset()
 
     def mem_read(self, dw, be):
@@ -319,8 +321,7 @@ class StuckEpisodes:
 
     async def _trigger(self, port):
         """Fill the stalled port's buffers and make one access wait T cycles; returns the requests
-        ahead of the timed read (DW operations, TLPs, completion beats) and whether a port is
-        found stuck behind them."""
+        ahead of the timed read (DW operations, TLPs, completion beats)."""
         st = self.st
         m = st.model
         rng = st.rng
@@ -330,7 +331,7 @@ class StuckEpisodes:
             n = rng.randrange(2, 5)
             for _ in range(n):
                 await st.send(self._doorbell(q, rng.randrange(1 << 16)))
-            return (n, n, 0), q is not None
+            return n, n, 0
         if port == "qevent":
             common = base + st.regions["common"]["offset"]
             n = 0
@@ -338,21 +339,21 @@ class StuckEpisodes:
                 await st.send(st.mem(True, common + 20, 1, 0xC, 0, [q << 16]))
                 await st.send(st.mem(True, common + 28, 1, 0x3, 0, [1]))
                 n += 2
-            for _ in range(2):                      # given up (the second at once)
+            for _ in range(2):                      # given up (after T, then at once)
                 await st.send(st.mem(True, common + 20, 1, 0x1, 0, [0x0F]))
                 n += 1
-            return (n, n, 0), self.active.stuck
+            return n, n, 0
         if port == "dcfg":
             dev = base + st.regions["device"]["offset"]
             n = rng.randrange(1, 3)
             for i in range(n):
                 await st.send(st.mem(False, dev + 4 * i, 1, 0xF, 0, tc=0))
             w = st.width
-            return (n, n, n * len(dws_to_beats([0] * 4, w))), True
+            return n, n, n * len(dws_to_beats([0] * 4, w))
         # reset_ack: a device reset through the legacy status, then a legacy status read
         await st.send(st.io_tlp(True, 4, 0x4, 0))
         await st.send(st.io_tlp(False, 4, 0x4))
-        return (2, 2, 2 * len(dws_to_beats([0] * 4, st.width))), True
+        return 2, 2, 2 * len(dws_to_beats([0] * 4, st.width))
 
     def _live_queue(self):
         c = self.st.model.common
@@ -391,8 +392,7 @@ class StuckEpisodes:
             else:                           # I/O writes are non-posted: a completion each
                 await st.send(st.io_tlp(True, rng.randrange(4), 0xF, rng.randrange(1 << 32)))
                 beats += len(dws_to_beats([0] * 4, st.width))
-        return (n, n, beats), port == "reset_ack"     # (a legacy access served in between
-        # shows the legacy target alive again: the next waiting one waits T again)
+        return n, n, beats
 
     async def _random_request(self, port):
         """Random traffic of the stress's mix (no resets, interrupt bursts or sync points)."""
@@ -414,7 +414,7 @@ class StuckEpisodes:
 
     async def timed_cfg_read(self, burst):
         """At a drained point: the requests of ``burst()`` (which returns the DW operations,
-        TLPs and completion beats it sent, and whether a port may be found stuck behind them),
+        TLPs and completion beats it sent; the model says whether one was given up),
         then a CfgRd0 of the Vendor / Device ID, timed on the wires from the first beat of the
         burst offered on ``rx`` to the first beat of the read's completion on ``tx``; fails when
         that takes longer than the bound of docs/spec-decisions.md."""
@@ -456,7 +456,14 @@ class StuckEpisodes:
         drv_send = st.drv.send
         st.drv.send = lambda d: (sent.append(d), drv_send(d))
         try:
-            (ops, tlps, beats), stuck_new = await burst()
+            g0, i0 = self.active.gave_up, self.active.config_irqs
+            ops, tlps, beats = await burst()
+            if self.active.config_irqs > i0:    # its MSI-X write (or INTx message) may go first
+                beats += len(dws_to_beats([0] * 5, w))
+            # T once when the burst holds the first request given up in the episode (the port
+            # then stays flagged stuck); the legacy target can show ready again in between
+            g1 = self.active.gave_up
+            stuck_new = g1 > g0 and (g0 == 0 or self.active.port == "reset_ack")
         finally:
             st.drv.send = drv_send
         # each TLP ahead takes one cycle per rx beat or per DW operation, whichever is more
