@@ -113,14 +113,14 @@ used-buffer interrupts before DRIVER_OK, 600 I/O Space Enable toggles, 2,583 que
 checked; resets: 44 conventional (21 in flight), 64 FLR (30 in flight), 538 virtio, 297 queue,
 943 in all (the ``legacy_*`` counts of the STRESS line).
 
-Stuck-port episodes (revision d41b749, load average about 13): ``make stress COUNT=200000
-SEED=120301`` passed 200,012 TLPs in 127 s with 9 episodes (3 queue-event, 3 doorbell, 3 tx held,
+Stuck-port episodes (revision ca58a4a, load average about 13 to 20): ``make stress COUNT=200000
+SEED=120301`` passed 200,012 TLPs (383 s) with 9 episodes (3 queue-event, 3 doorbell, 3 tx held,
 97,448 cycles in all, 27 doorbells passing waiting reads), 1,210 requests given up, 5 ports
 released before the FLR, 9 FLR recoveries, 23 timed configuration reads (longest 1,041 cycles,
-T = 1024), 7.8 s of the wall time in episodes; ``make stress COUNT=100000 SEED=120302
-STRESS_ARGS="--params examples/virtio-net-transitional.json"`` passed 100,015 TLPs in 55 s with
-5 episodes (2 queue-event, doorbell, tx held 25,766 cycles, legacy reset_ack), 810 requests given
-up, 5 FLR recoveries, 18 timed reads (longest 1,034 cycles), 2.8 s in episodes (that example has
+T = 1024), 23 s of the wall time in episodes; ``make stress COUNT=100000 SEED=120302
+STRESS_ARGS="--params examples/virtio-net-transitional.json"`` passed 100,015 TLPs (312 s) with
+5 episodes (2 queue-event, doorbell, tx held 21,441 cycles, legacy reset_ack), 810 requests given
+up, 5 FLR recoveries, 18 timed reads (longest 1,034 cycles), 15 s in episodes (that example has
 the built-in device configuration: device-config episodes run on the m0 and transitional builds
 of tb/integration/test_stress.py).
 
