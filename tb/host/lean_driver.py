@@ -11,6 +11,7 @@ DW lists and collects ``tx`` beats into DW lists, one coroutine each:
   see from outside: a TLP starts with ``first``, ends with ``last``, keep is contiguous from lane 0.
 * ``on_sent(beats)``, when set, is called with the beats of each TLP the moment its last beat
   was accepted on ``rx`` (the DMA checker of the stress uses it for ordering, DMA-16).
+* ``hold_tx(True)`` holds ``tx`` ready low from now on, until ``hold_tx(False)``;
 * ``abort()`` and ``reset_tx()`` are for a conventional reset with requests in flight: the TLP
   on ``rx`` is cut at the next edge and the queue forgotten; a ``tx`` TLP cut by the reset is
   dropped.
@@ -21,7 +22,7 @@ given ``random.Random``, so a run reproduces from its seed.
 import collections
 
 import cocotb
-from cocotb.triggers import Event, RisingEdge
+from cocotb.triggers import Event, First, RisingEdge
 
 from tb.tlp.convert import beats_to_dws, dws_to_beats, pack_beat, unpack_beat
 
@@ -49,6 +50,9 @@ class LeanDriver:
         self.errors = []
         self._abort = False
         self._beats = []
+        self.tx_held = False
+        self._unheld = Event()
+        self._rdy = 1
         dut.rx__valid.value = 0
         dut.tx__ready.value = 1
         self._rx = cocotb.start_soon(self._rx_loop())
@@ -77,6 +81,16 @@ class LeanDriver:
         self.queue.clear()
         if not self.idle.is_set():
             self._abort = True
+
+    def hold_tx(self, hold):
+        """Hold ``tx`` ready low from now on, also while nothing is offered (the link takes
+        nothing: stuck-port episodes of the stress), or release it."""
+        self.tx_held = hold
+        if hold:
+            self.dut.tx__ready.value = self._rdy = 0
+            self._unheld.clear()
+        else:
+            self._unheld.set()
 
     def reset_tx(self):
         """Forget the beats of a ``tx`` TLP cut short by a conventional reset."""
@@ -115,6 +129,8 @@ class LeanDriver:
                     await RisingEdge(clk)
                     if ready.value or self._abort:
                         break
+                    if self.tx_held:        # behind the held tx: no Python per cycle
+                        await First(RisingEdge(ready), self._unheld.wait())
                 if self._abort:
                     break
             if self._abort:
@@ -131,17 +147,20 @@ class LeanDriver:
     async def _tx_loop(self):
         dut, clk, w, rng = self.dut, self.clk, self.width, self.rng
         valid, ready, payload = dut.tx__valid, dut.tx__ready, dut.tx__payload
-        rdy = 1
+        self._rdy = 1
         ready.value = 1
         self._beats = []
         while True:
             await RisingEdge(clk)
             if not valid.value:
-                if not rdy:
-                    ready.value = rdy = 1
+                if not self._rdy and not self.tx_held:
+                    ready.value = self._rdy = 1
                 await RisingEdge(valid)
                 continue
-            if rdy:
+            if self.tx_held and not self._rdy:
+                await self._unheld.wait()       # no Python per cycle while held
+                continue
+            if self._rdy:
                 beats = self._beats
                 data, keep, first, last = unpack_beat(int(payload.value), w)
                 if bool(first) != (not beats):
@@ -154,6 +173,6 @@ class LeanDriver:
                     self._beats = []
                     self.received += 1
                     self.on_tlp(dws)
-            new = 0 if (self.tx_stall and rng.random() < self.tx_stall) else 1
-            if new != rdy:
-                ready.value = rdy = new
+            new = 0 if self.tx_held or (self.tx_stall and rng.random() < self.tx_stall) else 1
+            if new != self._rdy:
+                ready.value = self._rdy = new

@@ -5,12 +5,17 @@ run of the stress) on the default build, a quarter of that on the ``m0`` (shared
 queue) builds of tb/integration/test_transport.py and on the ``transitional`` build of tb/integration/test_legacy.py
 (legacy header in I/O BAR0, NOTIFY_ON_EMPTY offered, external device config: the I/O traffic of
 the stress is on); ``VPCI_SEED`` fixes the seed (otherwise random, printed by cocotb and in the
-STRESS line), and a tenth on the ``large`` build (1024 queues, 64 MSI-X vectors, W = 64).
+STRESS line), and a tenth on the ``large`` build (1024 queues, 64 MSI-X vectors, W = 64).  Every
+run has at least one stuck-port episode per port its build has (tb/scenarios/stress_stuck.py:
+doorbell, queue events, tx on every build, device config on m0 and transitional, the legacy
+reset acknowledge on transitional).
 ``test_stress_scoreboard_fails``: the scoreboard is shown to fail when its expectation is wrong
 (wrong read data, wrong status, a completion more or less, a doorbell lost or duplicated, a queue
 event lost, error status bits not set, the wrong MSI-X message data, interrupt requests the model
-never hears of; back-end DMA: a wrong read or written byte, a write the checker never hears of, an
-answer lost or one too many, a bad completion's status expected as OK).
+never hears of, a configuration answer-time bound without its T term, an FLR recovery checked
+against a wrong reset state, a stuck port thought to hold one event more than it does; back-end
+DMA: a wrong read or written byte, a write the checker never hears of, an answer lost or one
+too many, a bad completion's status expected as OK).
 """
 import os
 
@@ -33,8 +38,17 @@ COUNT = int(os.environ.get("VPCI_STRESS_COUNT", "100000"))
 
 @pytest.mark.parametrize("params", ["default", "m0", "m4096", "transitional", "large"])
 def test_stress(params, tmp_path):
-    """Randomised traffic against the reference model (tb/scenarios/stress.py).  With the back-end
-    DMA of tb/scenarios/stress_dma.py on every build (all have a requester): DMA-01 (requests
+    """Randomised traffic against the reference model (tb/scenarios/stress.py).  PCI-01 (a
+    compliant function under random traffic: every completion, status and error bit against the
+    reference model; PowerState writes with the PM rules (D1/D2 discarded, URs and
+    no requests in D3hot); posted requests passing non-posted ones while ``tx`` is held (PCIe
+    2.4.1); no stuck party wedging the function: doorbell, queue-event, device-config and legacy
+    reset-acknowledge ports stalled past the back-end timeout, configuration reads answered within
+    the documented bound), STS-02 (DEVICE_NEEDS_RESET when a request is given up), STS-03 (the
+    configuration-change notification that follows it after DRIVER_OK), STS-D1 (status 0 after
+    every FLR that ends a stuck episode), LEG-05 (the legacy header, its device reset waiting for
+    the back-end and given up when never acknowledged), DRV-06 (accesses while a reset is
+    pending), DRV-08 (queue reset under load).  With the back-end DMA of tb/scenarios/stress_dma.py on every build (all have a requester): DMA-01 (requests
     while Bus Master Enable is clear end with BME, nothing sent), DMA-02, DMA-03, DMA-04 (split at
     min(MRRS, dma_max_read), MPS and 4 KiB, from the Device Control values the random traffic
     writes), DMA-05 (3-DW / 4-DW headers below, across and above 4 GiB), DMA-06 (byte enables of
@@ -84,6 +98,12 @@ MUTATIONS = {
     "dma_lost": ("DMA:", "never asked|not answered"),
     "dma_dup": ("DMA:", "not answered|no request pending|beats (want|read byte|allowed"),
     "dma_status": ("DMA:", "allowed ['ok']"),
+    # stuck-port episodes (tb/scenarios/stress_stuck.py): the answer-time bound without its T
+    # term, an FLR recovery checked against a wrong reset state (DEVICE_NEEDS_RESET kept), a
+    # port that holds one event more than it does (a request given up is expected to pass)
+    "stuck_bound": ("configuration read answered after",),
+    "stuck_flr": ("after the FLR",),
+    "stuck_capacity": ("err_backend_timeout pulsed|upstream TLP|doorbell|queue event",),
 }
 
 

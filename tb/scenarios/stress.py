@@ -51,8 +51,15 @@ Power states and stalls (issue 11): PMCSR writes take PowerState 0 most of the t
 and the unsupported 1 and 2 now and then; the model applies the PM rules (D1/D2 discarded, in D3hot
 memory and I/O requests are URs, nothing is initiated, the PBA is not read at drained points).
 Now and then the doorbell or queue-event port takes nothing for 64 to 600 cycles (less than the
-back-end timeout, so nothing is given up; ports stuck for longer, and ``tx`` held, are the cases of
-tb/unit/test_stuck_backend.py).  Interrupt requests on many queues and few vectors may find a
+back-end timeout, so nothing is given up).  Longer: *stuck-port episodes* (tb/scenarios/stress_stuck.py,
+its docstring has the rules), in a deterministic rotation over the ports the build has (every
+one at least once per run, about one episode per 25,000 TLPs): the doorbell, queue-event,
+device-config (external back-end) or legacy ``reset_ack`` port stalled past the back-end timeout T
+while random traffic goes on, with configuration reads timed on the wires against the bound of
+docs/spec-decisions.md, exact ``err_backend_timeout`` counts and DEVICE_NEEDS_RESET, or ``tx`` held
+20k to 200k cycles with posted writes passing ``cpl_queue_depth`` + 1 waiting reads; then the
+port released (or, for the doorbell and the legacy reset, only after the FLR), an FLR, and the
+function checked in its reset state before the checked traffic goes on.  Interrupt requests on many queues and few vectors may find a
 vector's message already started: the function pends it again and sends one more, which the
 model allows (``RefModel.resolve``; the drained point reads the PBA again until it is owed
 nothing).
@@ -124,8 +131,20 @@ used-buffer interrupts before DRIVER_OK, 600 I/O Space Enable toggles, 2,583 que
 checked; resets: 44 conventional (21 in flight), 64 FLR (30 in flight), 538 virtio, 297 queue,
 943 in all (the ``legacy_*`` counts of the STRESS line).
 
+Stuck-port episodes (revision ca58a4a, load average about 13 to 20): ``make stress COUNT=200000
+SEED=120301`` passed 200,012 TLPs (383 s) with 9 episodes (3 queue-event, 3 doorbell, 3 tx held,
+97,448 cycles in all, 27 doorbells passing waiting reads), 1,210 requests given up, 5 ports
+released before the FLR, 9 FLR recoveries, 23 timed configuration reads (longest 1,041 cycles,
+T = 1024), 23 s of the wall time in episodes; ``make stress COUNT=100000 SEED=120302
+STRESS_ARGS="--params examples/virtio-net-transitional.json"`` passed 100,015 TLPs (312 s) with
+5 episodes (2 queue-event, doorbell, tx held 21,441 cycles, legacy reset_ack), 810 requests given
+up, 5 FLR recoveries, 18 timed reads (longest 1,034 cycles), 15 s in episodes (that example has
+the built-in device configuration: device-config episodes run on the m0 and transitional builds
+of tb/integration/test_stress.py).
+
 Not covered (left for later): BAR reprogramming after setup, device-config updates and
-DEVICE_NEEDS_RESET from the back-end (so no ``config_event`` interrupts), requests sent *after*
+DEVICE_NEEDS_RESET from the back-end's ``needs_reset`` input (the configuration-change interrupt
+of a DEVICE_NEEDS_RESET comes only from requests given up in stuck-port episodes), requests sent *after*
 an FLR request before it completed (software waits 100 ms), interrupt requests while TLPs are in
 flight that change or read the interrupt state (the requests are issued at drained points or
 beside requests that commute with them, so that the ISR, the gating and the vector lookup are
@@ -134,7 +153,12 @@ exact; the messages themselves overlap the traffic that follows).  Legacy header
 before the feature step (LEG-07: the back-end model ignores writes, so only the completion is
 checked); a legacy access waiting on a reset with an FLR or a conventional reset behind it (the
 stress always acknowledges); queue-reset completions (``qreset_done``) racing a PFN write (they
-come at sync points); I/O requests beside interrupt requests.
+come at sync points); I/O requests beside interrupt requests.  Stuck-port episodes: no
+resets, interrupt bursts or sync points inside an episode; no I/O requests in them except in
+``reset_ack`` episodes, and there no legacy device-config accesses on builds with an external
+back-end (a known limitation, docs/spec-decisions.md); a queue-event or device-config port is
+always released before the FLR (what a back-end that recovers only with ``flr`` sees is not
+modelled).
 """
 import logging
 import os
@@ -155,6 +179,7 @@ from tb.models.virtio_backend import VirtioBackend
 from tb.models.virtio_model import LEGACY_ONLY
 from tb.scenarios.stress_dma import DmaStress
 from tb.scenarios.stress_scoreboard import Scoreboard, StressError
+from tb.scenarios.stress_stuck import StuckEpisodes
 from tb.tlp.convert import dws_to_beats
 
 __all__ = ["Stress", "StressError"]
@@ -217,6 +242,8 @@ class Stress:
             self.dma = DmaStress(self)
             sb_on_tx = self.sb.on_tx
             self.drv.on_tlp = lambda dws: self.dma.claims(dws) or sb_on_tx(dws)
+        self.no_io = False          # no I/O requests (a stuck episode on another port)
+        self.stuck = StuckEpisodes(self)
 
     # ---------------------------------------------------------------- sending --
     async def send(self, dws, hook=None):
@@ -416,6 +443,8 @@ class Stress:
         mps = m.env().mps
         self.stats["bad"] += 1
         k = rng.randrange(19)
+        if k == 11 and self.no_io:
+            k = 12
         if k == 0:      # outside the BAR
             out = (base + m.bar_size + 4 * rng.randrange(1 << 16)) if rng.random() < 0.5 else \
                 (base - 4 * rng.randrange(1, 1 << 16)) % (1 << 64)
@@ -883,6 +912,8 @@ class Stress:
         if served:
             self.stats["io"] += 1
             self.stats["io_writes" if op["write"] else "io_reads"] += 1
+        if self.stuck.active is not None:       # a stuck reset_ack: given up, not waited for
+            return await self.send(dws)
         if not (served and m.common.resetting and m.io_waits(op["addr"], op["be"])):
             return await self.send(dws)
         await self._drain()
@@ -1006,17 +1037,20 @@ class Stress:
         else:
             await self.driver_init()
 
-    async def flr(self):
+    async def flr(self, inflight=None, after_request=None, drained=False):
         """Function Level Reset, half of the time with the requests before it still in flight
         (their completions may or may not be sent: PCIe 6.6.2; their doorbells and queue events
-        must still come, as the operations are executed in order before the FLR)."""
-        inflight = self.rng.random() < 0.5
+        must still come, as the operations are executed in order before the FLR).
+        ``after_request``: awaited once the FLR was sent (a stuck port released); ``drained``:
+        the caller drained the pipeline (a stuck port still holds a doorbell)."""
+        if inflight is None:
+            inflight = self.rng.random() < 0.5
         if self.dma is not None:
             await self.dma.before_flr()
         if inflight:
             self.sb.all_optional()
             self.stats["flr_inflight"] += 1
-        else:
+        elif not drained:
             await self.quiesce()
         dropped = self.stats["cpl_dropped"]
         self.sb.mark(f"FLR (in flight {int(inflight)})")
@@ -1027,8 +1061,12 @@ class Stress:
         if not ans.flr:
             raise StressError("the model did not see the FLR request")
         m.reset(conventional=False)
+        if self.mutate == "stuck_flr" and after_request:          # a wrong reset state: NEEDS_RESET kept
+            m.common.status |= 0x40
         self.virtio_reset_pending = False
         self.qreset_pending.clear()
+        if after_request:
+            await after_request()
         await self.quiesce(check=False)
         self.stats["cpl_dropped_flr"] += self.stats["cpl_dropped"] - dropped
         await ClockCycles(self.dut.clk, 8)
@@ -1138,8 +1176,11 @@ class Stress:
                 if rng.random() < 0.5:
                     await self.irq_burst()
                 next_sync = self.stats["tlps"] + rng.randrange(50, 600)
+                if self.stuck.due():
+                    await self.stuck.run()
                 if not self.model.common.status & 0x04 and rng.random() < 0.3:
                     await self.any_init()
+        await self.stuck.finish()
         await self.sync_point()
         await self.quiesce()
         wall = time.time() - wall0

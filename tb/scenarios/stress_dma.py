@@ -340,7 +340,7 @@ class DmaStress:
             errs.append(f"length {r.length_dw} DW, byte enables {r.fbe:#x}/{r.lbe:#x} for "
                         f"{r.nbytes} bytes at {r.start:#x} (DMA-06)")
         if r.start >> 12 != (r.start + r.nbytes - 1) >> 12:
-            errs.append(f"crosses a 4 KiB boundary (DMA-04)")
+            errs.append("crosses a 4 KiB boundary (DMA-04)")
         if errs:
             self._fail(f"{what} {[hex(d) for d in dws]}: " + "; ".join(errs))
         return r

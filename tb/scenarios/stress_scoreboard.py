@@ -231,14 +231,14 @@ class Scoreboard:
         self._orig_qev(value)
 
     # ---------------------------------------------------------------- drained points --
-    async def settle(self, t0):
+    async def settle(self, t0, streams=True):
         """With every request accepted (the driver waited for that since ``t0`` ns): wait until
-        every expected upstream TLP, doorbell and queue event came; fail on a missing TLP, then
-        consider the optional ones not sent."""
+        every expected upstream TLP, doorbell and queue event (``streams``: not while a stuck port
+        holds them) came; fail on a missing TLP, then consider the optional ones not sent."""
         limit = 4000
         while limit:
-            if (not self.tlps_left() and self.db_head == len(self.exp_db)
-                    and self.qev_head == len(self.exp_qev)):
+            if (not self.tlps_left() and (not streams or self.db_head == len(self.exp_db)
+                                          and self.qev_head == len(self.exp_qev))):
                 break
             await ClockCycles(self.dut.clk, 8)
             limit -= 1
@@ -306,6 +306,49 @@ class Scoreboard:
             self.stats["rows_checked"] += 1
             if got != want:
                 self.fail(f"queue {q} row on qrd {got} != model {want}")
+
+    # ---------------------------------------------------------------- stuck ports --
+    def check_cfg_latency(self, cycles, bound, what):
+        """A configuration read answered within the bound of docs/spec-decisions.md."""
+        if cycles > bound:
+            self.fail(f"configuration read answered after {cycles} cycles, more than the bound "
+                      f"{bound} ({what})")
+
+    def check_gave_up(self, port, pulses, want, device_status, common):
+        """A stuck-port episode: ``err_backend_timeout`` pulsed once per request the model
+        says was given up, and DEVICE_NEEDS_RESET shows in ``device_status`` when one was (not
+        during a device reset, which shows no status)."""
+        if pulses != want:
+            self.fail(f"stuck {port}: err_backend_timeout pulsed {pulses} times, "
+                      f"{want} requests given up")
+        if want and not common.resetting and not device_status & 0x40:
+            self.fail(f"stuck {port}: DEVICE_NEEDS_RESET not in device_status "
+                      f"{device_status:#x} after {want} requests given up")
+        self.check_outputs()
+
+    def check_posted_pass(self, got, want, depth, pulses):
+        """``tx`` held: the doorbells behind the first ``depth`` + 1 reads were delivered (posted
+        requests pass non-posted ones), none behind a later read, nothing given up."""
+        if got != want:
+            self.fail(f"tx held: {got} doorbells delivered behind waiting reads, {want} expected "
+                      f"(completion queue depth {depth} + the packer's TLP)")
+        if pulses:
+            self.fail(f"tx held: {pulses} requests given up (a held link is no back-end timeout)")
+
+    async def check_reset_state(self):
+        """After an FLR that ended a stuck-port episode (and the set-up after it): the virtio
+        state is the reset state: device_status 0 (DEVICE_NEEDS_RESET cleared), no reset
+        requested, DRIVER_OK and FEATURES_OK low, no features, every queue row at its reset
+        values; the model must agree."""
+        d = self.dut
+        want = self.model.common.status
+        got = (int(d.device_status.value), int(d.reset_req.value), int(d.driver_ok.value),
+               int(d.features_ok.value), int(d.driver_features.value))
+        if got != (want, 0, 0, 0, 0) or want & 0x40:
+            self.fail(f"after the FLR (device_status, reset_req, driver_ok, features_ok, "
+                      f"driver_features) = {got}, reset state ({want}, 0, 0, 0, 0)")
+        self.check_outputs()
+        await self.check_rows()
 
     # ---------------------------------------------------------------- self-test --
     def _mutate(self, ans):

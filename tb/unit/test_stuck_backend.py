@@ -296,3 +296,57 @@ def test_posted_writes_pass_reads_waiting_for_tx():
 
     ep.b.add(sender)
     run(ep, main)
+
+
+def test_legacy_device_config_after_reset_give_up():
+    """LEG-05, DCF-03: transitional build with an external device-config back-end that answers
+    every request one cycle after taking it: after a legacy status read waiting for a
+    ``reset_ack`` that never comes was given up, a legacy read of the device configuration
+    (byte 20) must still get the back-end's data.  Found by the stuck-port episodes of the
+    stress: the dispatcher kept one stuck flag for the whole legacy target and gave the read up
+    at once (answering 0); a device-config access while that port is idle now shows the legacy
+    target alive (top.py, tlp/dispatcher.py)."""
+    p = VirtioPciParams(backend_timeout=T, transitional=True, mem_bar=2,
+                        device_cfg_backend="external", device_cfg_size=0x10)
+    ep = Endpoint(p, "stuck_legacy_dcfg")
+    h = Host(ep)
+    dut = ep.dut
+    io_bar = h.img.fields["io_bar"]
+    req = StreamMonitor(dut.dcfg_req, ep.b.cycle, name="dcfg_req")
+    ep.b.add(req, background=True)
+
+    async def responder(ctx):
+        answered = 0
+        while True:
+            await ctx.tick()
+            if answered < len(req.items):
+                answered += 1
+                ctx.set(dut.dcfg_resp.payload, 0x5A5A_0000 | req.items[answered - 1][1].addr)
+                ctx.set(dut.dcfg_resp.valid, 1)
+                while True:
+                    _, _, r = await ctx.tick().sample(dut.dcfg_resp.ready)
+                    if r:
+                        break
+                ctx.set(dut.dcfg_resp.valid, 0)
+
+    ep.b.add(responder, background=True)
+
+    async def main(ctx):
+        await h.setup(ctx)
+        await h.cfg(ctx, io_bar.offset // 4, write=True, data=IO_BASE)
+        await h.cfg(ctx, 1, write=True, data=0x0007, be=0x3)
+        t = h._t()
+        await h.post(ctx, [io_req(IO_BASE + 0x14, fbe=0xF, tag=t)])     # device config works
+        cpl = await h.wait_cpl(ctx)
+        assert int.from_bytes(cpl.get_data()[:4], "little") == 0x5A5A_0000
+        await h.post(ctx, [io_req(IO_BASE + 0x10, write=True, data=0, fbe=0x4, tag=h._t())])
+        await h.wait_cpl(ctx)
+        assert ctx.get(dut.reset_req)
+        await h.post(ctx, [io_req(IO_BASE + 0x10, fbe=0x4, tag=h._t())])   # given up after T
+        await h.wait_cpl(ctx)
+        await h.post(ctx, [io_req(IO_BASE + 0x14, fbe=0xF, tag=h._t())])
+        cpl = await h.wait_cpl(ctx)
+        assert int.from_bytes(cpl.get_data()[:4], "little") == 0x5A5A_0000, \
+            "legacy device-config read given up although its back-end answers"
+
+    run(ep, main)
