@@ -20,7 +20,7 @@ from virtio_pci.params import VirtioPciParams
 
 from .toolchain import setup_verilator
 
-__all__ = ["build", "verilate", "ROOT", "TOPLEVEL", "fix_constant_always"]
+__all__ = ["build", "build_key", "verilate", "ROOT", "TOPLEVEL", "fix_constant_always"]
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TOPLEVEL = "virtio_pci_ep"
@@ -99,20 +99,32 @@ def verilate(vpath, toplevel, sim_dir, *, waves=False, coverage=False, log_file=
                  always=True, waves=waves, log_file=log_file)
 
 
-def build(params=None, *, waves=False, coverage=False, build_root=None, assertions=True, link=None):
+def build_key(params=None, *, waves=False, coverage=False, assertions=True, link=None):
+    """The key (folder name) of the build ``build`` makes for these arguments."""
+    params = params or VirtioPciParams()
+    if assertions and not params.assertions:
+        params = params.replace(assertions=True)
+    return f"{TOPLEVEL}_{_key(params, waves, coverage, link)}"
+
+
+def build(params=None, *, waves=False, coverage=False, build_root=None, assertions=True, link=None,
+          wait=True):
     """Return (build_dir, description dict).  Rebuilds only when the HDL or parameters changed.
     ``assertions``: compile the simulation assertions of hdl/virtio_pci/checks.py in (Verilator
-    stops at the first failing one, ``--assert``).  ``link``: a wrapped top (virtio_pci.link.wrap_top)."""
+    stops at the first failing one, ``--assert``).  ``link``: a wrapped top (virtio_pci.link.wrap_top).
+    ``wait=False``: return None at once if another process is making this build (sim/prebuild.py)."""
     params = params or VirtioPciParams()
     if assertions and not params.assertions:
         params = params.replace(assertions=True)
     setup_verilator()
     build_root = build_root or os.path.join(ROOT, "build")
-    key = _key(params, waves, coverage, link)
-    bdir = os.path.join(build_root, f"{TOPLEVEL}_{key}")
+    bdir = os.path.join(build_root, build_key(params, waves=waves, coverage=coverage, link=link))
     os.makedirs(bdir, exist_ok=True)
     with open(os.path.join(bdir, ".lock"), "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        except BlockingIOError:
+            return None
         stamp = os.path.join(bdir, ".built")
         vpath = os.path.join(bdir, f"{TOPLEVEL}.v")
         jpath = os.path.join(bdir, f"{TOPLEVEL}.json")
