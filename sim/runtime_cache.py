@@ -1,8 +1,8 @@
 """Verilator's run-time library (verilated.cpp, verilated_vpi.cpp, verilated_threads.cpp,
 verilated_dpi.cpp: about 12 s of CPU at Verilator's -Os), compiled once and copied into every
 model build instead of compiled in each: the objects do not depend on the model, only on the
-switches Verilator wrote for it (tracing, coverage, timing), on verilated.mk (which names the
-compiler) and on CXXFLAGS, which together make the cache key.  sim/build.py runs
+switches Verilator wrote for it (tracing, coverage, timing), on Verilator's version and
+verilated.mk (which names the compiler) and on CXXFLAGS, which together make the cache key.  sim/build.py runs
 ``python -m sim.runtime_cache fetch|store <sim_dir>`` between Verilator and make and after make.
 """
 import hashlib
@@ -47,7 +47,10 @@ def _runtime_objects(sim_dir, make_vars):
     for k in sorted(mk):
         if k.startswith("VM_") and not k.startswith(("VM_CLASSES", "VM_SUPPORT")):
             h.update(f"{k}={mk[k]}\n".encode())
-    with open(os.path.join(setup_verilator(), "include", "verilated.mk"), "rb") as f:
+    from importlib.metadata import version
+    root = setup_verilator()
+    h.update(f"{root} {version('verilator')}\n".encode())
+    with open(os.path.join(root, "include", "verilated.mk"), "rb") as f:
         h.update(f.read())
     for v in (os.environ.get("CXXFLAGS", ""), os.environ.get("MAKEFLAGS", ""), *make_vars):
         h.update(v.encode() + b"\n")

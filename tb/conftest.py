@@ -58,7 +58,8 @@ def _builds(item):
     waves, coverage = build_options()
     callspec = getattr(item, "callspec", None)
     specs = []
-    for b in builds_of(getattr(item, "originalname", item.name), dict(callspec.params) if callspec else {}):
+    args = dict(callspec.params) if callspec else {}
+    for b in builds_of(getattr(item, "originalname", item.name), args):
         params, link = b if isinstance(b, tuple) else (b, None)
         specs.append({"params": params.to_dict(), "link": link, "waves": waves, "coverage": coverage})
     return specs
