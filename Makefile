@@ -42,8 +42,10 @@ linux: $(STAMP)
 ## make test WAVES=1 PYTEST_ARGS="-k 'transport and default and runtime'" TEST=doorbell_test
 WAVES ?=
 TEST  ?=
+## Tests run longest first, each worker taking the next when it is free (--maxschedchunk=1), and
+## the Verilator builds they need are made ahead of them, side by side (tb/conftest.py).
 test: $(STAMP)
-	VPCI_WAVES=$(WAVES) VPCI_TEST=$(TEST) $(PY) -m pytest -n $(JOBS) $(PYTEST_ARGS)
+	VPCI_WAVES=$(WAVES) VPCI_TEST=$(TEST) $(PY) -m pytest -n $(JOBS) --maxschedchunk=1 $(PYTEST_ARGS)
 
 ## make waves: open the newest waveform of `make sim`, `make linux` or `make test WAVES=1` (or name it)
 waves: $(STAMP)

@@ -1,15 +1,36 @@
 """Run a cocotb test module against a (shared) Verilator build of the endpoint."""
+import json
 import os
 import re
 
-from .build import build, TOPLEVEL
+from .build import build, build_key, TOPLEVEL
 
-__all__ = ["run_cocotb", "waves_requested"]
+__all__ = ["build_options", "run_cocotb", "waves_requested"]
 
 
 def waves_requested():
     """``VPCI_WAVES=1`` (``make test WAVES=1``): every cocotb run writes its waveform."""
     return os.environ.get("VPCI_WAVES", "") not in ("", "0")
+
+
+def build_options():
+    """(waves, coverage) of the builds ``run_cocotb`` makes in this environment: traced with
+    ``VPCI_WAVES=1``, with coverage under ``make coverage`` (``VPCI_COVERAGE_DIR``)."""
+    return waves_requested(), bool(os.environ.get("VPCI_COVERAGE_DIR"))
+
+
+def _check_declared(params, waves, coverage, link):
+    """Under the regression (tb/conftest.py), warn when a test builds what its module's
+    ``builds_of`` does not declare: that build is then not made ahead of the test."""
+    declared = os.environ.get("VPCI_DECLARED_BUILDS")
+    if declared is None:
+        return
+    key = build_key(params, waves=waves, coverage=coverage, link=link)
+    if key not in json.loads(declared):
+        import warnings
+        current = os.environ.get("PYTEST_CURRENT_TEST", "").split(" ")[0]
+        warnings.warn(f"{current} builds {key}, which builds_of in its module does not declare "
+                      "(tb/conftest.py): it is not made ahead of the test", stacklevel=3)
 
 
 def _waves_name(test_module):
@@ -26,7 +47,6 @@ def run_cocotb(test_module, params=None, *, testcase=None, test_dir=None, waves=
     checked here.  With ``VPCI_WAVES=1`` the run is traced and its waveform saved under
     ``build/waves/<test>/`` (``sim/waves.py``); ``VPCI_TEST=regex`` runs only the cocotb tests
     whose name matches, unless the caller chose ``testcase``."""
-    import json
     from cocotb_tools.runner import get_runner, get_results
 
     # ``make coverage`` (sim/coverage.py) turns coverage on for every run and collects the files
@@ -34,6 +54,7 @@ def run_cocotb(test_module, params=None, *, testcase=None, test_dir=None, waves=
     coverage = coverage or bool(cov_dir)
     save = waves_requested() and not waves
     waves = waves or save
+    _check_declared(params, waves, coverage, link)
     bdir, desc = build(params, waves=waves, coverage=coverage, link=link)
     test_dir = test_dir or os.path.join(os.path.dirname(bdir), "run", test_module.rsplit(".", 1)[-1])
     os.makedirs(test_dir, exist_ok=True)

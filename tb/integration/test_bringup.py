@@ -14,6 +14,14 @@ def test_bringup(width, tmp_path):
     run_cocotb("tb.integration.cocotb.bringup_test", VirtioPciParams(data_width=width), test_dir=str(tmp_path))
 
 
+def builds_of(name, args):
+    """The Verilator builds each test runs on (tb/conftest.py makes them ahead of the tests)."""
+    if name == "test_bringup_transitional":
+        from tb.integration.test_legacy import PARAMS
+        return [PARAMS["transitional"]]
+    return [VirtioPciParams(data_width=args["width"])] if name == "test_bringup" else []
+
+
 def test_bringup_transitional(tmp_path):
     """The legacy bring-up scenario of `make sim` on a transitional build (the legacy tests' build,
     so no extra Verilator build; `make sim PARAMS=examples/virtio-net-transitional.json` runs it

@@ -13,6 +13,11 @@ from virtio_pci.params import VirtioPciParams
 PARAMS = {"default": VirtioPciParams(cpl_timeout_cycles=6000)}
 
 
+def builds_of(name, args):
+    """The Verilator builds each test runs on (tb/conftest.py makes them ahead of the tests)."""
+    return [PARAMS[args["params"]]]
+
+
 @pytest.mark.parametrize("params", list(PARAMS))
 def test_dma(params, tmp_path):
     seed = os.environ.get("VPCI_SEED")

@@ -15,6 +15,11 @@ from tb.integration.test_transport import PARAMS
 BUILDS = {"default": PARAMS["default"], "m0": PARAMS["m0"]}
 
 
+def builds_of(name, args):
+    """The Verilator builds each test runs on (tb/conftest.py makes them ahead of the tests)."""
+    return [BUILDS[args["build"]]]
+
+
 @pytest.mark.parametrize("build", list(BUILDS))
 def test_interrupts(build, tmp_path):
     seed = os.environ.get("VPCI_SEED")

@@ -33,6 +33,11 @@ MODULES = [("legacy", "transitional"), ("legacy_mixed", "transitional"), ("legac
            ("transport_init", "transitional"), ("transport_runtime", "transitional")]
 
 
+def builds_of(name, args):
+    """The Verilator builds each test runs on (tb/conftest.py makes them ahead of the tests)."""
+    return [PARAMS[args["params"]]]
+
+
 @pytest.mark.parametrize("module,params", MODULES)
 def test_legacy(module, params, tmp_path):
     seed = os.environ.get("VPCI_SEED")

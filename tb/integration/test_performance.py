@@ -25,6 +25,11 @@ def check_targets(res):
         assert tp["tlps_per_cycle"] == 1.0, f"{key}: {tp['tlps_per_cycle']} TLPs/cycle, target 1.0"
 
 
+def builds_of(name, args):
+    """The Verilator builds each test runs on (tb/conftest.py makes them ahead of the tests)."""
+    return [VirtioPciParams(data_width=args.get("width", 128))]
+
+
 @pytest.mark.parametrize("width", [128, 256])
 def test_performance_targets(width, tmp_path):
     res = run_verilator(VirtioPciParams(data_width=width), CFG, test_dir=str(tmp_path))

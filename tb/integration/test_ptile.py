@@ -15,6 +15,11 @@ PARAMS = VirtioPciParams(data_width=256)
 LINK = {"hard_ip": "ptile", "cdc": True}
 
 
+def builds_of(name, args):
+    """The Verilator builds each test runs on (tb/conftest.py makes them ahead of the tests)."""
+    return [(PARAMS, LINK)]
+
+
 @pytest.mark.parametrize("core_ns", ["10", "3"])
 def test_ptile(core_ns, tmp_path):
     seed = os.environ.get("VPCI_SEED")

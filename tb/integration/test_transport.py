@@ -33,6 +33,11 @@ PARAMS = {
 MODULES = ["transport_init", "transport_runtime", "transport_hostile"]
 
 
+def builds_of(name, args):
+    """The Verilator builds each test runs on (tb/conftest.py makes them ahead of the tests)."""
+    return [PARAMS[args["params"]]]
+
+
 @pytest.mark.parametrize("params", list(PARAMS))
 @pytest.mark.parametrize("module", MODULES)
 def test_transport(module, params, tmp_path):

@@ -10,6 +10,11 @@ PARAMS = VirtioPciParams(data_width=256, hard_ip="cfg_ext")
 LINK = {"hard_ip": "usplus", "cdc": True}
 
 
+def builds_of(name, args):
+    """The Verilator builds each test runs on (tb/conftest.py makes them ahead of the tests)."""
+    return [(PARAMS, LINK)]
+
+
 def test_usplus(tmp_path):
     seed = os.environ.get("VPCI_SEED")
     run_cocotb("tb.integration.cocotb.usplus_test", PARAMS, link=LINK, test_dir=str(tmp_path),
