@@ -208,8 +208,16 @@ class VirtioPciEndpoint(wiring.Component):
             connect(m, flipped(self.dma_wdata), req.dma_wdata)
             connect(m, req.dma_rdata, flipped(self.dma_rdata))
             connect(m, req.dma_wdone, flipped(self.dma_wdone))
+            if p.pipelined:
+                # n_ready is an adder tree over the write packer's counters: registered here, it
+                # is one cycle old when a completion takes its snapshot, which still covers every
+                # write whose data ended before the register read the completion answers (that
+                # read was at least two cycles earlier: dispatcher S1 and the chunk slice)
+                m.d.sync += barrier.n_ready.eq(req.n_ready)
+            else:
+                m.d.comb += barrier.n_ready.eq(req.n_ready)
             m.d.comb += [
-                barrier.n_ready.eq(req.n_ready), barrier.n_done.eq(req.n_done),
+                barrier.n_done.eq(req.n_done),
                 # the beats the depacketizer takes, with its verdict on each TLP (the pipelined
                 # build hands them over one cycle later, from registers)
                 req.rx_fire.eq(snoop_fire), req.rx_beat.eq(snoop_beat),
