@@ -140,6 +140,9 @@ class VirtioPciEndpoint(wiring.Component):
             out.append(Target("legacy", Space.IO, 0, p.io_bar_size // 4))
         return out
 
+    def _target_index(self, name):
+        return [t.name for t in self.targets()].index(name)
+
     def elaborate(self, platform):
         m = Module()
         p = self.params
@@ -250,6 +253,10 @@ class VirtioPciEndpoint(wiring.Component):
             regbus_mux(m, isr.bus, dispatch.bus("isr"), legacy.isr)
             regbus_mux(m, notify.bus, dispatch.bus("notify"), legacy.notify)
             regbus_mux(m, dport.bus, dispatch.bus("device"), legacy.device)
+            # the legacy header is one dispatcher target in front of four blocks: a device-config
+            # access while that port is idle shows it alive even if a reset wait was given up
+            m.d.comb += dispatch.alive[self._target_index("legacy")].eq(
+                legacy.device_access & dport.idle)
             m.d.comb += [legacy.msix_enable.eq(cfg.msix_enable), legacy.resetting.eq(common.reset_req),
                          notify.legacy_live.eq(common.legacy_live)]
             # a transitional device accepts device-config writes before the feature step (LEG-07)
@@ -352,7 +359,7 @@ class VirtioPciEndpoint(wiring.Component):
             # a back-end port that stopped answering: the device needs a reset (VIRTIO 2.1.2)
             common.needs_reset.eq(self.needs_reset | dispatch.abandon),
             dport.abort.eq(dispatch.abandon),
-            dispatch.alive[[t.name for t in self.targets()].index("device")].eq(dport.idle),
+            dispatch.alive[self._target_index("device")].eq(dport.idle),
             self.err_backend_timeout.eq(dispatch.abandon),
             common.config_changed.eq(config_changed),
             self.device_status.eq(common.device_status),

@@ -1,8 +1,10 @@
 """Randomised stress with a scoreboard (DESIGN.md section 9, issue 5).
 
 ``Stress(dut, seed, count).run()`` sends ``count`` random TLPs through ``tb.host.lean_driver`` (random
-rx idle, random tx back-pressure, random doorbell / queue-event back-pressure) and checks, for
-every TLP, against ``tb.models.ref_model.RefModel``:
+rx idle, random tx back-pressure, random doorbell / queue-event back-pressure).  This module
+generates the traffic (random choices, the run loop, resets, set-up); every check is made by the
+``Scoreboard`` of tb/scenarios/stress_scoreboard.py (expectation queues, matching, the error list),
+which checks, for every TLP, against ``tb.models.ref_model.RefModel``:
 
 * every upstream TLP equals the next one the model expects, DW for DW (completion order, header
   fields, status, byte count, lower address, read data in the enabled byte lanes); an upstream TLP
@@ -125,25 +127,22 @@ import cocotb
 from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles, FallingEdge, with_timeout
 from cocotb.utils import get_sim_time
-
-from tb.env.fabric import load_desc, CLK_PERIOD_NS
-from tb.host.lean_driver import LeanDriver
-from tb.tlp.convert import dws_to_beats
-from tb.models.ref_model import RefModel
-from tb.models.pcie_rules import classify, ref_ops
-from tb.models.virtio_model import LEGACY_ONLY
 from virtio_pci.tlp.layouts import Space
-from tb.models.virtio_backend import VirtioBackend, unpack_fields
+
+from tb.env.fabric import CLK_PERIOD_NS, load_desc
+from tb.host.lean_driver import LeanDriver
+from tb.models.pcie_rules import classify, ref_ops
+from tb.models.ref_model import RefModel
+from tb.models.virtio_backend import VirtioBackend
+from tb.models.virtio_model import LEGACY_ONLY
+from tb.scenarios.stress_scoreboard import Scoreboard, StressError
+from tb.tlp.convert import dws_to_beats
 
 __all__ = ["Stress", "StressError"]
 
 BUS, DEV = 0x3A, 0x05
 COMPLETER = BUS << 8 | DEV << 3
 FILLERS = 6                 # harmless TLPs after config accesses (see _cfg_quiet)
-
-
-class StressError(AssertionError):
-    pass
 
 
 def _dw0(fmt, typ, length, *, tc=0, attr=0, tag=0, td=0, ep=0):
@@ -164,22 +163,6 @@ class Stress:
         self.be = VirtioBackend(dut, self.desc, auto_reset_ack=False, auto_qreset=False,
                                 doorbell_stall=0.2, qevent_stall=0.2, seed=seed + 1)
         self.model = RefModel(P, dcfg_bytes=self.be.dcfg)
-        self.drv = LeanDriver(dut, self.width, self.rng, rx_idle=0.15, tx_stall=0.2,
-                              on_tlp=self._on_tx)
-        self.exp_tlps = []          # deque-like list with head index (fast)
-        self.exp_head = 0
-        self.exp_db = []
-        self.db_head = 0
-        self.exp_qev = []
-        self.qev_head = 0
-        self.errors = []
-        self._f_db = self.desc.ports["doorbell__payload"]["fields"]
-        self._f_qev = self.desc.ports["qevent__payload"]["fields"]
-        self.be.doorbell_sink.on_item = self._on_doorbell
-        self._orig_qev = self.be.qevent_sink.on_item
-        self.be.qevent_sink.on_item = self._on_qevent
-        self.tag = 0
-        self._stalling = False
         self.stats = dict(tlps=0, reads=0, writes=0, cfg=0, pm_writes=0, window=0, bad=0, completions=0,
                           cpl_dropped=0, cpl_dropped_flr=0, doorbells=0, qevents=0,
                           irq_requests=0, irq_repended=0, long_stalls=0, irq_dropped=0, irq_bursts=0, irq_overlapped=0, msix_msgs=0, intx_msgs=0,
@@ -188,6 +171,15 @@ class Stress:
                           io=0, io_reads=0, io_writes=0, legacy_doorbells=0, legacy_qevents=0,
                           legacy_resets=0, legacy_waits=0, legacy_inits=0, io_toggles=0,
                           rows_checked=0)
+        # the checking half (tb/scenarios/stress_scoreboard.py); VPCI_STRESS_MUTATE: its
+        # self-test (tb/integration/test_stress.py) makes an expectation wrong on purpose
+        self.mutate = os.environ.get("VPCI_STRESS_MUTATE", "")
+        self.sb = Scoreboard(dut, self.desc, self.model, self.be, self.stats, seed, log=self.log,
+                             mutate=self.mutate)
+        self.drv = LeanDriver(dut, self.width, self.rng, rx_idle=0.15, tx_stall=0.2,
+                              on_tlp=self.sb.on_tx)
+        self.tag = 0
+        self._stalling = False
         self.virtio_reset_pending = False
         self.qreset_pending = set()
         self.mem_bar_size = self.model.bar_size
@@ -198,184 +190,12 @@ class Stress:
         self.nq = P["num_queues"]
         self.nvec = P["msix_vectors"]
         self.regions = self.desc.regions
-        self.last_tlp = []
-        # scoreboard self-test (tb/integration/test_stress.py): make the *expectation* wrong on purpose, so
-        # that each check is shown to fail
-        self.mutate = os.environ.get("VPCI_STRESS_MUTATE", "")
-        self._mut_n = 0
-        if self.mutate == "errbits":            # the model forgets the error status bits
-            self.model._error_bits = lambda *a: None
-        elif self.mutate == "msix":             # the model expects the wrong message data
-            entry = self.model.entry
-            self.model.entry = lambda v: (entry(v)[0], entry(v)[1] ^ 1)
-        elif self.mutate.startswith("legacy_"):
-            self._mutate_legacy(self.mutate)
-        self._rid = None
-
-    # ---------------------------------------------------------------- scoreboard callbacks --
-    def _fail(self, msg):
-        full = f"{msg} (seed {self.seed}, TLP #{self.stats['tlps']}, t={get_sim_time('ns')} ns)"
-        hist = int(os.environ.get("VPCI_STRESS_HISTORY", "0"))    # TLPs to print before it
-        if not self.errors and hist > 0:
-            for dws in self.last_tlp[-hist:]:
-                self.log.error("  history: %s", dws if isinstance(dws, str)
-                               else " ".join(f"{d:08x}" for d in dws))
-        self.errors.append(full)
-        self.log.error(full)
-
-    def mark(self, what):
-        """An event in the history (``VPCI_STRESS_HISTORY``) between the TLPs."""
-        self.last_tlp.append(f"{what} at {get_sim_time('ns')} ns")
-
-    def _on_tx(self, dws):
-        top = dws[0] >> 24
-        if top in (0x40, 0x60):
-            self._on_msix(dws)
-            return
-        if top == 0x34:
-            self._on_intx(dws)
-            return
-        while True:
-            if self.exp_head >= len(self.exp_tlps):
-                self._fail(f"unexpected upstream TLP {[hex(d) for d in dws]}")
-                return
-            want, masks, req, hook, optional = self.exp_tlps[self.exp_head]
-            self.exp_head += 1
-            ok = len(dws) == len(want)
-            if ok:
-                for i, (g, w) in enumerate(zip(dws, want)):
-                    m = 0xFFFF_FFFF if masks is None else masks[i]
-                    if (g ^ w) & m:
-                        ok = False
-                        break
-            if ok or not optional:
-                break
-            self.stats["cpl_dropped"] += 1   # a completion a reset may drop: not sent
-        self.stats["completions"] += 1
-        if not ok:
-            self._fail(f"upstream TLP {[hex(d) for d in dws]} != expected {[hex(d) for d in want]}"
-                       f" (masks {masks and [hex(m) for m in masks]}) for request "
-                       f"{[hex(d) for d in req]}")
-        elif hook:
-            hook(dws)
-
-    def _msg_rid(self):
-        return self.model.completer_id << 16
-
-    def _on_msix(self, dws):
-        self.stats["msix_msgs"] += 1
-        d = dws
-        if len(d) == 4 and d[0] == 0x4000_0001:
-            addr, data = d[2], d[3]
-        elif len(d) == 5 and d[0] == 0x6000_0001:
-            addr, data = d[2] << 32 | d[3], d[4]
-            if not d[2]:
-                self._fail(f"MSI-X write with a 4-DW header for a 32-bit address "
-                           f"{[hex(x) for x in d]}")
-        else:
-            self._fail(f"malformed MSI-X write {[hex(x) for x in d]}")
-            return
-        if d[1] != self._msg_rid() | 0x0F:
-            self._fail(f"MSI-X write requester/tag/byte enables {d[1]:#x}, expected "
-                       f"{self._msg_rid() | 0x0F:#x}")
-        why = self.model.msix_message(addr, data)
-        if why:
-            self._fail(why)
-
-    def _on_intx(self, d):
-        self.stats["intx_msgs"] += 1
-        code = d[1] & 0xFF
-        if len(d) != 4 or d[0] != 0x3400_0000 or d[2] or d[3] or code not in (0x20, 0x24) \
-                or d[1] & 0xFFFF_FF00 != self._msg_rid():
-            self._fail(f"malformed INTx message {[hex(x) for x in d]}")
-            return
-        why = self.model.intx_message(code == 0x20)
-        if why:
-            self._fail(why)
-
-    def _on_doorbell(self, value):
-        f = unpack_fields(value, self._f_db)
-        got = (f["queue"], f["value"], f.get("wide", 0))
-        self.stats["doorbells"] += 1
-        if self.db_head >= len(self.exp_db):
-            self._fail(f"unexpected doorbell {got}")
-            return
-        want = self.exp_db[self.db_head]
-        self.db_head += 1
-        if got != want:
-            self._fail(f"doorbell {got} != expected {want}")
-
-    def _on_qevent(self, value):
-        f = unpack_fields(value, self._f_qev)
-        got = (f["queue"], f["kind"])
-        self.stats["qevents"] += 1
-        if self.qev_head >= len(self.exp_qev):
-            self._fail(f"unexpected queue event {got}")
-        else:
-            want = self.exp_qev[self.qev_head]
-            self.qev_head += 1
-            if got != want:
-                self._fail(f"queue event {got} != expected {want}")
-        self._orig_qev(value)
-
-    def _mutate_legacy(self, mu):
-        """Wrong legacy-header expectations (transitional builds): a device area one page off
-        (``legacy_layout``), legacy doorbells forgotten (``legacy_db``), legacy writes after a
-        modern FEATURES_OK taken (``legacy_mixing``)."""
-        m = self.model
-        orig = m.io_write
-
-        def io_write(dw, be, data, ans):
-            c = m.common
-            fok = c.status & 0x08
-            if mu == "legacy_mixing":
-                c.status &= ~0x08
-            n_ev = len(ans.qevents)
-            orig(dw, be, data, ans)
-            if mu == "legacy_mixing" and fok and not c.resetting:
-                c.status |= 0x08
-            if mu == "legacy_db" and ans.legacy_doorbells:
-                del ans.doorbells[-ans.legacy_doorbells:]
-            if mu == "legacy_layout":
-                for q, kind in ans.qevents[n_ev:]:
-                    if kind == 0:
-                        c.queues[q].device += 4096
-        m.io_write = io_write
 
     # ---------------------------------------------------------------- sending --
-    def _mutate(self, ans):
-        mu = self.mutate
-        self._mut_n += 1
-        if mu == "data":
-            for i, (t, m) in enumerate(ans.tlps):
-                if m and len(t) > 3 and m[3] & 1:
-                    t = list(t)
-                    t[3] ^= 1
-                    ans.tlps[i] = (t, m)
-                    break
-        elif mu == "status" and ans.tlps and self._mut_n % 7 == 0:
-            t, m = ans.tlps[0]
-            ans.tlps[0] = ([t[0], t[1] ^ (1 << 13)] + list(t[2:]), m)
-        elif mu == "drop_cpl" and ans.tlps and self._mut_n % 50 == 0:
-            ans.tlps.pop()
-        elif mu == "extra_cpl" and ans.tlps and self._mut_n % 50 == 0:
-            ans.tlps.append(ans.tlps[-1])
-        elif mu == "drop_db" and ans.doorbells:
-            ans.doorbells.pop()
-        elif mu == "dup_db" and ans.doorbells:
-            ans.doorbells.append(ans.doorbells[-1])
-        elif mu == "qevent" and ans.qevents:
-            ans.qevents.pop()
-
     async def send(self, dws, hook=None):
         """Send one TLP; ``hook(dws)`` is called with its (last) completion when it matched."""
         ans = self.model.access(dws)
-        if self.mutate:
-            self._mutate(ans)
-        for i, (t, m) in enumerate(ans.tlps):
-            self.exp_tlps.append((t, m, dws, hook if i == len(ans.tlps) - 1 else None, False))
-        self.exp_db.extend(ans.doorbells)
-        self.exp_qev.extend(ans.qevents)
+        self.sb.expect(dws, ans, hook)
         if ans.io:
             self.stats["legacy_doorbells"] += ans.legacy_doorbells
             self.stats["legacy_qevents"] += len(ans.qevents)
@@ -388,15 +208,12 @@ class Stress:
             self.virtio_reset_pending = True
             self.qreset_pending.clear()
         self.stats["tlps"] += 1
-        self.last_tlp.append(dws)
-        if len(self.last_tlp) > 200:
-            del self.last_tlp[:100]
+        self.sb.sent(dws)
         self.drv.send(dws)
         if self.drv.pending > 16:
             self.drv.low.clear()
             await with_timeout(self.drv.low.wait(), 200_000, "ns")
-        if self.errors:
-            raise StressError(self.errors[0])
+        self.sb.raise_first()
         return ans
 
     def next_tag(self):
@@ -783,34 +600,12 @@ class Stress:
             raise StressError(f"model I/O BAR {m.io_base:#x} after programming {io:#x}")
         await self.msix_setup(rewrite_msix)
 
-    def _tlps_left(self):
-        """Expected upstream TLPs still to come, not counting optional ones (a reset may have
-        dropped them)."""
-        return sum(1 for e in self.exp_tlps[self.exp_head:] if not e[4])
-
-    def _optional_inflight(self):
-        """Every completion still expected may or may not come (a reset with requests in
-        flight)."""
-        for i in range(self.exp_head, len(self.exp_tlps)):
-            self.exp_tlps[i] = self.exp_tlps[i][:4] + (True,)
-
     async def _drain(self):
+        """Wait until every request was accepted, then let the scoreboard wait for and check
+        every upstream TLP, doorbell and queue event expected so far."""
         t0 = get_sim_time("ns")
         await with_timeout(self.drv.idle.wait(), 400_000, "ns")
-        limit = 4000
-        while limit:
-            if (not self._tlps_left() and self.db_head == len(self.exp_db)
-                    and self.qev_head == len(self.exp_qev)):
-                break
-            await ClockCycles(self.dut.clk, 8)
-            limit -= 1
-        await ClockCycles(self.dut.clk, 16)
-        if self._tlps_left():
-            w, _, req, _, _ = next(e for e in self.exp_tlps[self.exp_head:] if not e[4])
-            self._fail(f"{self._tlps_left()} expected upstream TLPs missing "
-                       f"since {t0} ns; first {[hex(x) for x in w]} for {[hex(x) for x in req]}")
-        self.stats["cpl_dropped"] += len(self.exp_tlps) - self.exp_head
-        self.exp_head = len(self.exp_tlps)
+        await self.sb.settle(t0)
 
     async def _drain_irq(self):
         """Interrupts at a drained point: every message a deliverable vector owes must come; then
@@ -829,7 +624,7 @@ class Stress:
             pba = None
             rcv_before = list(m.irq.rcv)
             # the PBA is a memory read: not with Memory Space off or in D3hot (an UR)
-            if m.command & 2 and m.cfg.d0 and not self.errors:
+            if m.command & 2 and m.cfg.d0 and not self.sb.errors:
                 got = []
                 n = (self.nvec + 31) // 32
                 await self.send(self.mem(False, m.bar_base + self.regions["msix_pba"]["offset"],
@@ -838,15 +633,14 @@ class Stress:
                 if got:
                     d = got[0]
                     pba = sum(d[3 + i] << (32 * i) for i in range(n))
-            for e in m.resolve(pba, rcv_before):
-                self._fail(e)
+            self.sb.check_irq(pba, rcv_before)
             # vectors pended again after their message started (RefModel.resolve) owe a message:
             # wait for it and read the PBA again (also when one came during the PBA read)
             if not m.missing_msix() and not m.irq.unresolved:
                 break
             self.stats["irq_repended"] += 1
         for v in m.missing_msix():
-            self._fail(f"MSI-X message for vector {v} never came (pended again, still owed)")
+            self.sb.fail(f"MSI-X message for vector {v} never came (pended again, still owed)")
 
     async def quiesce(self, check=True):
         """Wait until every request was accepted and answered and every doorbell / queue event
@@ -854,44 +648,11 @@ class Stress:
         missing or extra."""
         await self._drain()
         await self._drain_irq()
-        if self.db_head != len(self.exp_db):
-            self._fail(f"doorbells missing: {self.exp_db[self.db_head:][:8]}")
-        if self.qev_head != len(self.exp_qev):
-            self._fail(f"queue events missing: {self.exp_qev[self.qev_head:][:8]}")
-        # compact the expectation lists
-        del self.exp_tlps[:self.exp_head]
-        self.exp_head = 0
-        del self.exp_db[:self.db_head]
-        self.db_head = 0
-        del self.exp_qev[:self.qev_head]
-        self.qev_head = 0
+        self.sb.check_streams()
         if check:
-            self.check_outputs()
+            self.sb.check_outputs()
         self.stats["syncs"] += 1
-        if self.errors:
-            raise StressError(self.errors[0])
-
-    def check_outputs(self):
-        c = self.model.common
-        d = self.dut
-        rr = int(d.reset_req.value)
-        if rr != int(c.resetting):
-            self._fail(f"reset_req {rr}, model resetting {c.resetting}")
-        dok = int(d.driver_ok.value)
-        want = int(bool(c.status & 0x04) and not c.resetting)
-        if dok != want:
-            self._fail(f"driver_ok {dok}, model {want}")
-        fok = int(d.features_ok.value)
-        if not c.resetting and fok != int(bool(c.status & 0x08)):
-            self._fail(f"features_ok {fok}, model status {c.status:#x}")
-        if not c.resetting and int(d.device_status.value) != c.status:
-            self._fail(f"device_status {int(d.device_status.value):#x}, model {c.status:#x}")
-        # the back-end's view of the negotiation: a legacy driver's features apply at once
-        if not c.resetting and int(d.driver_features.value) != c.negotiated:
-            self._fail(f"driver_features {int(d.driver_features.value):#x}, model "
-                       f"{c.negotiated:#x} (status {c.status:#x}, legacy {int(c.legacy)})")
-        if int(d.legacy.value) != int(c.legacy) and not c.resetting:
-            self._fail(f"legacy output {int(d.legacy.value)}, model {int(c.legacy)}")
+        self.sb.raise_first()
 
     async def irq_burst(self):
         """Back-end interrupt requests at a drained point: 1 to 5, back to back or with gaps;
@@ -931,12 +692,9 @@ class Stress:
     async def _irq_requests(self, reqs):
         """Offer ``reqs`` ((queue, config, gap?, gap cycles)) on the ``irq`` port, in order."""
         for q, config, gap, cycles in reqs:
-            if self.mutate != "irq_lost":
-                ok, _ = self.model.irq_request(q, config)
-                if not ok:
-                    self.stats["irq_dropped"] += 1
+            self.sb.irq_request(q, config)
             self.stats["irq_requests"] += 1
-            self.last_tlp.append(f"irq queue {q} config {int(config)}")
+            self.sb.mark(f"irq queue {q} config {int(config)}")
             self.be.irq(queue=q, config=config)
             if gap:
                 await self.be.irq_idle()
@@ -1042,12 +800,12 @@ class Stress:
         await self.error_status_check()
         await self._drain()         # the model answered those before the acknowledge below
         if not self.model.common.resetting:
-            await self.check_rows()
+            await self.sb.check_rows()
         if self.virtio_reset_pending:
             # the model first: the acknowledge clears the ISR, and a Deassert_INTA may follow
             # within the cycles below
             self.model.virtio_reset_done()
-            self.mark("virtio reset acknowledged (sync point)")
+            self.sb.mark("virtio reset acknowledged (sync point)")
             await self.be.ack_reset()
             await ClockCycles(self.dut.clk, 4)
             self.virtio_reset_pending = False
@@ -1061,21 +819,7 @@ class Stress:
                 self.model.qreset_done(q)
                 self.qreset_pending.discard(q)
                 self.stats["qresets"] += 1
-        self.check_outputs()
-
-    async def check_rows(self):
-        """The queue table as the back-end reads it (``qrd_*``: size, vector and the three ring
-        addresses, legacy layout included) against the model, for every queue (the first 8)."""
-        c = self.model.common
-        for q in range(min(self.nq, 8)):
-            row = await self.be.read_queue(q)
-            mq = c.queues[q]
-            want = dict(size=mq.size, vector=mq.vector, desc=mq.desc, driver=mq.driver,
-                        device=mq.device)
-            got = {k: row[k] for k in want}
-            self.stats["rows_checked"] += 1
-            if got != want:
-                self._fail(f"queue {q} row on qrd {got} != model {want}")
+        self.sb.check_outputs()
 
     # ---------------------------------------------------------------- legacy header --
     def io_tlp(self, write, dw, be, data=0, *, addr=None, length=1, lbe=0, tc=0, td=0, ep=0):
@@ -1114,13 +858,13 @@ class Stress:
         m.virtio_reset_done()
         self.virtio_reset_pending = False
         self.qreset_pending.clear()
-        mark = len(self.exp_tlps)
+        mark = self.sb.expected_so_far()
         ans = await self.send(dws)
         await ClockCycles(self.dut.clk, self.rng.randrange(8, 48))
-        if self.exp_head > mark and op["be"]:
-            self._fail(f"legacy access {[hex(d) for d in dws]} completed during a device reset "
+        if self.sb.answered_since(mark) and op["be"]:
+            self.sb.fail(f"legacy access {[hex(d) for d in dws]} completed during a device reset "
                        f"(before the back-end's acknowledge)")
-        self.mark("virtio reset acknowledged (legacy access waiting)")
+        self.sb.mark("virtio reset acknowledged (legacy access waiting)")
         await self.be.ack_reset()
         await ClockCycles(self.dut.clk, 4)
         self.stats["virtio_resets"] += 1
@@ -1237,12 +981,12 @@ class Stress:
         must still come, as the operations are executed in order before the FLR)."""
         inflight = self.rng.random() < 0.5
         if inflight:
-            self._optional_inflight()
+            self.sb.all_optional()
             self.stats["flr_inflight"] += 1
         else:
             await self.quiesce()
         dropped = self.stats["cpl_dropped"]
-        self.mark(f"FLR (in flight {int(inflight)})")
+        self.sb.mark(f"FLR (in flight {int(inflight)})")
         m = self.model
         dw = m.cfg.dword_of("pcie_devctl")
         cur = m.cfg.read(dw)
@@ -1265,9 +1009,9 @@ class Stress:
         not out by then are lost; the state afterwards is the reset state (the MSI-X table RAM
         keeps its contents, so setup writes every entry again)."""
         inflight = self.rng.random() < 0.5
-        self.mark(f"conventional reset (in flight {int(inflight)})")
+        self.sb.mark(f"conventional reset (in flight {int(inflight)})")
         if inflight:
-            self._optional_inflight()
+            self.sb.all_optional()
             self.drv.abort()
             await ClockCycles(self.dut.clk, self.rng.randrange(1, 3))
             self.stats["rst_inflight"] += 1
@@ -1285,13 +1029,7 @@ class Stress:
         await ClockCycles(self.dut.clk, 2)
         self.drv.reset_tx()
         # whatever was not out before the reset never comes
-        self.stats["cpl_dropped"] += len(self.exp_tlps) - self.exp_head
-        self.exp_tlps.clear()
-        self.exp_head = 0
-        self.exp_db.clear()
-        self.db_head = 0
-        self.exp_qev.clear()
-        self.qev_head = 0
+        self.sb.forget_all()
         self.model.reset(conventional=True)
         self.virtio_reset_pending = False
         self.qreset_pending.clear()
@@ -1367,6 +1105,5 @@ class Stress:
             self.stats.update({f"legacy_{k}": v for k, v in sorted(self.model.legacy_counts.items())})
         if self.drv.errors:
             raise StressError(f"{self.drv.errors[0]} (seed {self.seed})")
-        if self.errors:
-            raise StressError(self.errors[0])
+        self.sb.raise_first()
         return self.stats

@@ -9,9 +9,9 @@ import pytest
 from cocotbext.pcie.core.tlp import CplStatus, Tlp, TlpType
 from cocotbext.pcie.core.utils import PcieId
 from cocotbext.pcie.xilinx.us.interface import UsPcieFrame
-from cocotbext.pcie.xilinx.us.tlp import Tlp_us
+from cocotbext.pcie.xilinx.us.tlp import ErrorCode, Tlp_us
 
-from virtio_pci.link.usplus import CFG_EXT_TAG, UsCfg, UsCq, UsTx
+from virtio_pci.link.usplus import CFG_EXT_TAG, UsCfg, UsCq, UsRc, UsTx
 from tb.tlp.convert import beats_to_dws, dws_to_beats, dws_to_tlp, tlp_to_dws
 from .helpers import Bench, StreamMonitor, drive, payload_bits, seeded
 
@@ -52,6 +52,39 @@ def _axis_beats(frame, width):
     return out
 
 
+async def _axis_source(ctx, dut, name, beats, rng, *, sample=(), seen=None):
+    """Offer ``beats`` on the IP's ``m_axis_<name>`` stream with 30 % idle before each; the
+    signals in ``sample`` are recorded in ``seen`` at every clock edge while a beat is offered."""
+    for bt in beats:
+        while rng.random() < 0.3:
+            ctx.set(getattr(dut, f"m_axis_{name}_tvalid"), 0)
+            await ctx.tick()
+        for k, v in bt.items():
+            ctx.set(getattr(dut, f"m_axis_{name}_{k}"), v)
+        ctx.set(getattr(dut, f"m_axis_{name}_tvalid"), 1)
+        while True:
+            _, _, r, *vals = await ctx.tick().sample(getattr(dut, f"m_axis_{name}_tready"),
+                                                     *sample)
+            if seen is not None:
+                seen.append(vals)
+            if r:
+                break
+    ctx.set(getattr(dut, f"m_axis_{name}_tvalid"), 0)
+    for _ in range(100):
+        await ctx.tick()
+
+
+def _tlps_seen(mon, width):
+    """The TLPs a ``StreamMonitor`` on a TLP stream recorded."""
+    got, cur = [], []
+    for _, p in mon.items:
+        cur.append((payload_bits(p.data), int(p.keep), int(p.first), int(p.last)))
+        if p.last:
+            got.append(dws_to_tlp(beats_to_dws(cur, width)))
+            cur = []
+    return got
+
+
 @pytest.mark.parametrize("width", [128, 256])
 def test_usplus_cq_to_tlp(width):
     """No requirement ID (PG213 completer request descriptor): CQ requests (PG213 layout, encoded
@@ -67,28 +100,10 @@ def test_usplus_cq_to_tlp(width):
     beats = [bt for t in reqs for bt in _axis_beats(t.pack_us_cq(), width)]
 
     async def src(ctx):
-        for bt in beats:
-            while rng.random() < 0.3:
-                ctx.set(dut.m_axis_cq_tvalid, 0)
-                await ctx.tick()
-            for k, v in bt.items():
-                ctx.set(getattr(dut, f"m_axis_cq_{k}"), v)
-            ctx.set(dut.m_axis_cq_tvalid, 1)
-            while True:
-                _, _, r = await ctx.tick().sample(dut.m_axis_cq_tready)
-                if r:
-                    break
-        ctx.set(dut.m_axis_cq_tvalid, 0)
-        for _ in range(100):
-            await ctx.tick()
+        await _axis_source(ctx, dut, "cq", beats, rng)
     b.add(src)
     b.run(timeout=20000)
-    got, cur = [], []
-    for _, p in mon.items:
-        cur.append((payload_bits(p.data), int(p.keep), int(p.first), int(p.last)))
-        if p.last:
-            got.append(dws_to_tlp(beats_to_dws(cur, width)))
-            cur = []
+    got = _tlps_seen(mon, width)
     assert len(got) == len(reqs)
     for g, t in zip(got, reqs):
         exp_ft = TlpType.MEM_READ_64 if t.fmt_type == TlpType.MEM_READ else TlpType.MEM_WRITE_64
@@ -195,6 +210,138 @@ def test_usplus_tx_cc_and_rq(width):
         assert g.address == t.address and g.length == 1 and g.first_be == 0xF
         assert bytes(g.get_data()) == bytes(t.get_data())
         assert not g.requester_id_enable
+
+
+def _dma_request(rng, k):
+    """A memory request as the DMA requester sends it: MRd or MWr, 3-DW below 4 GiB, 4-DW above."""
+    t = Tlp()
+    high = rng.random() < 0.5
+    n = rng.choice([1, 2, 3, 4, 5, 6, 7, 8, 9, 12, 13, 16, 17, 31, 32, 33, 64])
+    write = rng.random() < 0.6
+    if write:
+        t.fmt_type = TlpType.MEM_WRITE_64 if high else TlpType.MEM_WRITE
+        t.data = bytes(rng.randrange(256) for _ in range(4 * n))
+    else:
+        t.fmt_type = TlpType.MEM_READ_64 if high else TlpType.MEM_READ
+    t.length = n
+    t.address = (0x12_3400_0000 if high else 0x8000_0000) + 4 * rng.randrange(0x1000)
+    t.first_be = rng.choice([0xF, 0xE, 0xC, 0x8]) if n > 1 else rng.choice([0xF, 0x1, 0x6])
+    t.last_be = rng.choice([0xF, 0x7, 0x3, 0x1]) if n > 1 else 0
+    t.tag = k & 0x1F
+    t.requester_id = PcieId(0x21, 0, 0)
+    return t
+
+
+def test_usplus_rq_dma_requests():
+    """DMA-04, DMA-05: back-end memory reads and writes of 1 to 64 DWs, 3-DW headers below 4 GiB
+    and 4-DW above, leave on RQ in PG213's layout (decoded by cocotbext-pcie's ``unpack_us_rq``):
+    request type, 64-bit address, dword count, first/last byte enables in tuser, tag, and the
+    payload from DW 4 of the first beat (moved up one DW after a 3-DW header, with the extra
+    output beat a 5-DW, 13-DW ... payload needs), under random idle and RQ back-pressure."""
+    width = 256
+    rng = seeded("us-rq-dma")
+    reqs = [_dma_request(rng, k) for k in range(60)]
+    dut = UsTx(width)
+    b = Bench(dut, "us_rq_dma")
+    out = []
+
+    async def src(ctx):
+        ctx.set(dut.requester_id, 0x2100)
+        beats = [{"data": d, "keep": k, "first": int(f), "last": int(la)}
+                 for t in reqs for d, k, f, la in dws_to_beats(tlp_to_dws(t), width)]
+        await drive(ctx, dut.tlp, beats, b.cycle, rng=seeded("us-rq-idle"), idle=0.2)
+        for _ in range(100):
+            await ctx.tick()
+
+    async def sink(ctx):
+        cur, first_user = [], None
+        while True:
+            r = int(rng.random() < 0.6)
+            ctx.set(dut.s_axis_rq_tready, r)
+            _, _, v, d, kp, last, user = await ctx.tick().sample(
+                dut.s_axis_rq_tvalid, dut.s_axis_rq_tdata, dut.s_axis_rq_tkeep,
+                dut.s_axis_rq_tlast, dut.s_axis_rq_tuser)
+            if v and r:
+                assert kp and kp & (kp + 1) == 0, f"tkeep {kp:#x} is not contiguous from lane 0"
+                if not cur:
+                    first_user = user
+                cur += [(d >> (32 * i)) & 0xFFFF_FFFF for i in range(width // 32) if kp >> i & 1]
+                if last:
+                    out.append((cur, first_user))
+                    cur = []
+    b.add(src)
+    b.add(sink, background=True)
+    b.run(timeout=40000)
+    assert len(out) == len(reqs)
+    for (dws, user), t in zip(out, reqs):
+        f = UsPcieFrame()
+        f.data = dws
+        f.first_be, f.last_be = user & 0xF, (user >> 4) & 0xF
+        g = Tlp_us.unpack_us_rq(f)
+        write = t.fmt_type in (TlpType.MEM_WRITE, TlpType.MEM_WRITE_64)
+        assert (g.fmt_type in (TlpType.MEM_WRITE, TlpType.MEM_WRITE_64)) == write, (g, t)
+        assert g.address == t.address and g.length == t.length, (g, t)
+        assert (g.first_be, g.last_be, g.tag) == (t.first_be, t.last_be, t.tag), (g, t)
+        assert int(g.requester_id) == 0x2100 and not g.requester_id_enable
+        assert len(dws) == 4 + (t.length if write else 0), f"{len(dws)} DWs for {t}"
+        if write:
+            assert bytes(g.get_data()) == bytes(t.get_data()), t
+
+
+def _rc_completion(rng, k):
+    t = Tlp_us()
+    n = rng.choice([0, 1, 2, 5, 8, 13, 16, 29, 32])
+    t.fmt_type = TlpType.CPL_DATA if n else TlpType.CPL
+    t.status = CplStatus.SC if n else rng.choice([CplStatus.UR, CplStatus.CA])
+    if n:
+        t.data = bytes(rng.randrange(256) for _ in range(4 * n))
+        t.length = n
+    t.byte_count = min(4096, 4 * n + rng.randrange(0, 64)) if n else 4
+    t.lower_address = rng.randrange(0, 0x1000)
+    t.requester_id = PcieId(0x21, 0, 0)
+    t.completer_id = PcieId(0, 0, 0)
+    t.tag = k & 0x1F
+    t.ep = n and rng.random() < 0.1
+    t.tc, t.attr = rng.randrange(8), rng.randrange(8)
+    t.error_code = rng.choice([ErrorCode.NORMAL_TERMINATION] * 6 + [
+        ErrorCode.POISONED, ErrorCode.BAD_STATUS, ErrorCode.INVALID_TAG, ErrorCode.FLR,
+        ErrorCode.TIMEOUT])
+    return t
+
+
+def test_usplus_rc_to_tlp():
+    """DMA-09, DMA-10: completions for back-end reads arrive on RC (PG213 requester completion
+    descriptor, encoded by cocotbext-pcie's ``pack_us_rc``) and become CplD/Cpl TLPs on the core's
+    stream: length, status, poisoned, byte count (4096 as 0), lower address (its 7 bits), tag,
+    requester and completer ID, TC, attributes and the payload in place; descriptors the IP made
+    up itself (error code FLR or completion timeout: no TLP behind them) are dropped and counted,
+    under random idle and back-pressure."""
+    width = 256
+    rng = seeded("us-rc")
+    cpls = [_rc_completion(rng, k) for k in range(60)]
+    dut = UsRc(width)
+    b = Bench(dut, "us_rc")
+    mon = StreamMonitor(dut.tlp, b.cycle, rng=seeded("us-rc-bp"), ready_prob=0.5)
+    b.add(mon, background=True)
+    beats = [bt for t in cpls for bt in _axis_beats(t.pack_us_rc(), width)]
+    seen = []
+
+    async def src(ctx):
+        await _axis_source(ctx, dut, "rc", beats, rng, sample=(dut.ip_dropped,), seen=seen)
+    b.add(src)
+    b.run(timeout=20000)
+    got = _tlps_seen(mon, width)
+    drops = [v[0] for v in seen]
+    kept = [t for t in cpls if t.error_code not in (ErrorCode.FLR, ErrorCode.TIMEOUT)]
+    assert sum(drops) == len(cpls) - len(kept) > 0
+    assert len(got) == len(kept)
+    for g, t in zip(got, kept):
+        assert g.fmt_type == t.fmt_type and g.length == t.length and g.status == t.status, (g, t)
+        assert g.byte_count == t.byte_count & 0xFFF and g.lower_address == t.lower_address & 0x7F
+        assert (g.tag, g.ep, g.tc, g.attr) == (t.tag, bool(t.ep), t.tc, t.attr), (g, t)
+        assert int(g.requester_id) == int(t.requester_id)
+        assert int(g.completer_id) == int(t.completer_id)
+        assert bytes(g.get_data()) == bytes(t.get_data())
 
 
 def test_usplus_cfg_status_flr_and_cfg_ext():

@@ -41,7 +41,7 @@ from ..config.config_space import HardIpStatus
 from ..tlp.layouts import FmtType, tlp_stream
 from .cdc import AdaptedEndpoint, block_members, forward_block_ports
 
-__all__ = ["UsCq", "UsTx", "UsCfg", "UsPlusAdapter", "UsPlusEndpoint", "ReqType", "CFG_EXT_TAG"]
+__all__ = ["UsCq", "UsRc", "UsTx", "TlpMerge", "UsCfg", "UsPlusAdapter", "UsPlusEndpoint", "ReqType", "CFG_EXT_TAG"]
 
 CFG_EXT_TAG = 0xCE
 
@@ -67,22 +67,32 @@ def axis(width, user):
     return {"tdata": width, "tkeep": width // 32, "tlast": 1, "tuser": user}
 
 
-class UsCq(wiring.Component):
+class _IpToUser(wiring.Component):
+    """A converter from the IP's ``m_axis_<name>`` stream to the core's TLP stream ``tlp``
+    (width >= 128: the descriptor is one beat); ``extra``: more members."""
+
+    def __init__(self, width, name, user, extra=()):
+        self._MustUse__silence = True      # until the parameters are known to be valid
+        _check_width(width)
+        if width < 128:
+            raise ValueError(f"the {name.upper()} converter needs 128 or 256 bits (descriptor in "
+                             f"one beat)")
+        self.width = width
+        self._MustUse__silence = False
+        members = {f"m_axis_{name}_{k}": In(v) for k, v in axis(width, user).items()}
+        members[f"m_axis_{name}_tvalid"] = In(1)
+        members[f"m_axis_{name}_tready"] = Out(1)
+        members["tlp"] = Out(tlp_stream(width))
+        members.update(extra)
+        super().__init__(members)
+
+
+class UsCq(_IpToUser):
     """CQ (completer request) AXI4-Stream to the core's TLP stream.  Width >= 128 (the 4-DW
     descriptor is one beat).  Latency: none (combinational rewrite of the first beat)."""
 
     def __init__(self, width):
-        self._MustUse__silence = True      # until the parameters are known to be valid
-        _check_width(width)
-        if width < 128:
-            raise ValueError("the CQ converter needs 128 or 256 bits (descriptor in one beat)")
-        self.width = width
-        self._MustUse__silence = False
-        members = {f"m_axis_cq_{k}": In(v) for k, v in axis(width, 88).items()}
-        members["m_axis_cq_tvalid"] = In(1)
-        members["m_axis_cq_tready"] = Out(1)
-        members["tlp"] = Out(tlp_stream(width))
-        super().__init__(members)
+        super().__init__(width, "cq", 88)
 
     def elaborate(self, platform):
         m = Module()
@@ -123,11 +133,14 @@ class UsCq(wiring.Component):
 
 
 class UsTx(wiring.Component):
-    """The core's tx TLPs to CC (completions) and RQ (memory writes: MSI-X).  A TLP whose header
-    and payload fit one beat is converted in one cycle (register stage on each output); longer
-    memory writes (back-end DMA, not on this branch) are not supported and are dropped with
-    ``msg_dropped``, as are messages (INTx).  Completions of any length keep their payload lanes
-    (3-DW header -> 3-DW descriptor).  ``requester_id``: the function's ID for RQ descriptors."""
+    """The core's tx TLPs to CC (completions) and RQ (memory requests: MSI-X messages and back-end
+    DMA).  Completions of any length keep their payload lanes (3-DW header -> 3-DW descriptor).
+    Memory reads become a 4-DW RQ descriptor; memory writes a 4-DW descriptor and the payload
+    from lane 4: in place after a 4-DW header, moved up one DW after a 3-DW header (one DW held
+    from beat to beat, and one more output beat when it is left over after the core's last beat).
+    Messages (INTx) have no place on RQ: they are dropped and counted on ``msg_dropped``.
+    Latency: one register stage on each output.  ``requester_id``: the function's ID for RQ
+    descriptors (requester ID enable 0: the IP inserts its own)."""
 
     def __init__(self, width):
         self._MustUse__silence = True      # until the parameters are known to be valid
@@ -153,12 +166,14 @@ class UsTx(wiring.Component):
         ft = dw[0][24:32]
         is_cpl = (ft & 0xBE) == FmtType.CPL
         is_mwr = (ft == FmtType.MWR32) | (ft == FmtType.MWR64)
+        is_mrd = (ft == FmtType.MRD32) | (ft == FmtType.MRD64)
         length = dw[0][0:10]
-        dcount = Mux(ft[6], Mux(length == 0, 1024, length), 0)
+        count = Mux(length == 0, 1024, length)
+        dcount = Mux(ft[6], count, 0)
         kind = Signal(2)          # 0 CC, 1 RQ, 2 drop; latched at the first beat
         kind_r = Signal(2)
         with m.If(i.payload.first):
-            m.d.comb += kind.eq(Mux(is_cpl, 0, Mux(is_mwr & (dcount + 4 <= lanes), 1, 2)))
+            m.d.comb += kind.eq(Mux(is_cpl, 0, Mux(is_mwr | is_mrd, 1, 2)))
         with m.Else():
             m.d.comb += kind.eq(kind_r)
         with m.If(i.valid & i.ready):
@@ -173,17 +188,22 @@ class UsTx(wiring.Component):
         cc1 = Cat(dcount, status, dw[0][14], Const(0, 1), dw[2][16:32])
         cc2 = Cat(dw[2][8:16], dw[1][16:32], Const(1, 1), dw[0][20:23],
                   Cat(dw[0][12:14], dw[0][18]), Const(0, 1))
-        # ---- RQ: MWr header -> 4-DW descriptor, payload from lane 4 ----
+        # ---- RQ: MRd / MWr header -> 4-DW descriptor ----
         is64 = ft[5]
         addr = Mux(is64, Cat(dw[3], dw[2]), Cat(dw[2], Const(0, 32)))
         rq0, rq1 = addr[0:32] & ~Const(3, 32), addr[32:64]
-        rq2 = Cat(dcount, Const(ReqType.MWR, 4), Const(0, 1), self.requester_id)
-        # requester ID enable 0: the IP inserts the function's own ID (an endpoint)
+        rq2 = Cat(count, Mux(is_mwr, Const(ReqType.MWR, 4), Const(ReqType.MRD, 4)), Const(0, 1),
+                  self.requester_id)
         rq3 = Cat(dw[1][8:16], Const(0, 16), Const(0, 1), dw[0][20:23],
                   Cat(dw[0][12:14], dw[0][18]), Const(0, 1))
-        payload = Mux(is64, Cat(*dw[4:]) if lanes > 4 else 0, Cat(*dw[3:]))
-        rq_keep = Mux(dcount >= lanes - 4, (1 << lanes) - 1,
-                      (Const(1, lanes + 1) << (4 + dcount[:3])) - 1)
+        shift = Signal()          # 3-DW MWr: the payload moves up one DW
+        held = Signal(32)         # its DW that did not fit the previous output beat
+        left = Signal(11)         # its payload DWs not yet sent
+        extra = Signal()          # one more output beat: ``held`` alone
+        user_r = Signal(8)
+
+        def keep_of(n):
+            return ((Const(1, lanes + 1) << n) - 1)[:lanes]
 
         for name, k in (("cc", 0), ("rq", 1)):
             valid = getattr(self, f"s_axis_{name}_tvalid")
@@ -194,8 +214,18 @@ class UsTx(wiring.Component):
         cc_free = ~self.s_axis_cc_tvalid | self.s_axis_cc_tready
         rq_free = ~self.s_axis_rq_tvalid | self.s_axis_rq_tready
         m.d.comb += take.eq(Mux(kind == 0, cc_free, Mux(kind == 1, rq_free, 1)))
-        m.d.comb += i.ready.eq(take)
-        with m.If(i.valid & take):
+        m.d.comb += i.ready.eq(take & ~extra)
+        rq = [self.s_axis_rq_tvalid, self.s_axis_rq_tdata, self.s_axis_rq_tkeep,
+              self.s_axis_rq_tlast, self.s_axis_rq_tuser]
+
+        def rq_beat(data, keep, last, user):
+            return [rq[0].eq(1), rq[1].eq(data), rq[2].eq(keep), rq[3].eq(last), rq[4].eq(user)]
+
+        with m.If(extra):
+            with m.If(rq_free):
+                m.d.sync += rq_beat(held, 1, 1, user_r)
+                m.d.sync += extra.eq(0)
+        with m.Elif(i.valid & take):
             with m.Switch(kind):
                 with m.Case(0):
                     m.d.sync += [
@@ -207,15 +237,106 @@ class UsTx(wiring.Component):
                         self.s_axis_cc_tuser.eq(0),
                     ]
                 with m.Case(1):
-                    m.d.sync += [
-                        self.s_axis_rq_tvalid.eq(1),
-                        self.s_axis_rq_tdata.eq(Cat(rq0, rq1, rq2, rq3, payload)),
-                        self.s_axis_rq_tkeep.eq(rq_keep[:lanes]),
-                        self.s_axis_rq_tlast.eq(1),
-                        self.s_axis_rq_tuser.eq(Cat(dw[1][0:4], dw[1][4:8])),
-                    ]
+                    with m.If(i.payload.first):
+                        user = Cat(dw[1][0:4], dw[1][4:8])
+                        desc = Cat(rq0, rq1, rq2, rq3)
+                        here = Mux(count < 4, count, 4)[:3]       # payload DWs in this beat
+                        m.d.sync += [user_r.eq(user), shift.eq(is_mwr & ~is64),
+                                     held.eq(dw[7]), left.eq(count - here)]
+                        with m.If(is_mrd):
+                            m.d.sync += rq_beat(desc, 0xF, 1, user)
+                        with m.Elif(is64):
+                            m.d.sync += rq_beat(Cat(desc, *dw[4:]), keep_of(4 + here),
+                                                i.payload.last, user)
+                        with m.Else():
+                            m.d.sync += rq_beat(Cat(desc, *dw[3:7]), keep_of(4 + here),
+                                                count <= 4, user)
+                            # a 5-DW payload: its last DW came in lane 7 of this one beat
+                            m.d.sync += extra.eq(i.payload.last & (count > 4))
+                    with m.Elif(shift):
+                        n = Mux(left < lanes, left, lanes)[:4]
+                        m.d.sync += rq_beat(Cat(held, *dw[:lanes - 1]), keep_of(n),
+                                            left <= lanes, user_r)
+                        m.d.sync += [held.eq(dw[lanes - 1]), left.eq(left - n),
+                                     extra.eq(i.payload.last & (left > lanes))]
+                    with m.Else():
+                        m.d.sync += rq_beat(d, i.payload.keep, i.payload.last, user_r)
                 with m.Default():
                     m.d.comb += self.msg_dropped.eq(i.payload.first)
+        return m
+
+
+class UsRc(_IpToUser):
+    """RC (requester completion) AXI4-Stream to completion TLPs on the core's stream: the 3-DW
+    descriptor becomes the 3-DW CplD/Cpl header and the payload keeps its lanes (DWORD-aligned
+    mode: payload from DW 3).  Descriptor DW0: lower address [11:0] (the TLP keeps [6:0]), error
+    code [15:12], byte count [28:16]; DW1: dword count [10:0], status [13:11], poisoned [14],
+    requester ID [31:16]; DW2: tag [7:0], completer ID [23:8], TC [27:25], attributes [30:28].
+    Error codes 0..6 describe a completion that arrived on the link (the core checks it again
+    itself: stray tag, status, poisoned, length, lower address); codes 8 (the request was ended by
+    an FLR) and 9 (the IP's own completion timeout) came from no TLP: they are dropped and counted
+    on ``ip_dropped`` (the core's own FLR handling and completion timeout answer those requests).
+    Latency: none (combinational rewrite of the first beat)."""
+
+    def __init__(self, width):
+        super().__init__(width, "rc", 75, {"ip_dropped": Out(1)})
+
+    def elaborate(self, platform):
+        m = Module()
+        o = self.tlp
+        d = self.m_axis_rc_tdata
+        first = Signal(init=1)
+        dropping = Signal()
+        dw = [d[32 * k:32 * k + 32] for k in range(3)]
+        cnt = dw[1][0:11]
+        attr = dw[2][28:31]
+        ft = Mux(cnt != 0, FmtType.CPLD, FmtType.CPL)
+        h0 = Cat(cnt[0:10], Const(0, 2), attr[0:2], dw[1][14], Const(0, 3), attr[2],
+                 Const(0, 1), dw[2][25:28], Const(0, 1), ft)
+        h1 = Cat(dw[0][16:28], Const(0, 1), dw[1][11:14], dw[2][8:24])
+        h2 = Cat(dw[0][0:7], Const(0, 1), dw[2][0:8], dw[1][16:32])
+        drop = Mux(first, dw[0][15], dropping)          # error code 8 or 9
+        m.d.comb += [
+            o.valid.eq(self.m_axis_rc_tvalid & ~drop),
+            self.m_axis_rc_tready.eq(o.ready | drop),
+            o.payload.data.eq(Mux(first, Cat(h0, h1, h2, d[96:]), d)),
+            o.payload.keep.eq(self.m_axis_rc_tkeep),
+            o.payload.first.eq(first),
+            o.payload.last.eq(self.m_axis_rc_tlast),
+            self.ip_dropped.eq(self.m_axis_rc_tvalid & first & drop),
+        ]
+        with m.If(self.m_axis_rc_tvalid & self.m_axis_rc_tready):
+            m.d.sync += [first.eq(self.m_axis_rc_tlast), dropping.eq(drop & ~self.m_axis_rc_tlast)]
+        return m
+
+
+class TlpMerge(wiring.Component):
+    """Two TLP streams into one, a whole TLP at a time, round robin when both have one waiting.
+    The choice is held while the output waits (stream rules) and until the TLP's last beat."""
+
+    def __init__(self, width):
+        super().__init__({"a": In(tlp_stream(width)), "b": In(tlp_stream(width)),
+                          "o": Out(tlp_stream(width))})
+
+    def elaborate(self, platform):
+        m = Module()
+        a, b, o = self.a, self.b, self.o
+        locked = Signal()         # mid-TLP, or offered and not yet taken
+        sel_r = Signal()
+        prefer_b = Signal()
+        sel = Signal()
+        m.d.comb += sel.eq(Mux(locked, sel_r, Mux(a.valid & b.valid, prefer_b, b.valid)))
+        with m.If(sel):
+            m.d.comb += [o.valid.eq(b.valid), o.payload.eq(b.payload), b.ready.eq(o.ready)]
+        with m.Else():
+            m.d.comb += [o.valid.eq(a.valid), o.payload.eq(a.payload), a.ready.eq(o.ready)]
+        m.d.sync += sel_r.eq(sel)
+        with m.If(o.valid & o.ready):
+            m.d.sync += locked.eq(~o.payload.last)
+            with m.If(o.payload.last):
+                m.d.sync += prefer_b.eq(~sel)
+        with m.Elif(o.valid):
+            m.d.sync += locked.eq(1)
         return m
 
 
@@ -346,6 +467,8 @@ class UsCfg(wiring.Component):
 
 _CQ = ("m_axis_cq_tdata", "m_axis_cq_tkeep", "m_axis_cq_tlast", "m_axis_cq_tuser",
        "m_axis_cq_tvalid", "m_axis_cq_tready")
+_RC = ("m_axis_rc_tdata", "m_axis_rc_tkeep", "m_axis_rc_tlast", "m_axis_rc_tuser",
+       "m_axis_rc_tvalid", "m_axis_rc_tready", "ip_dropped")
 _TX = tuple(f"s_axis_{n}_{k}" for n in ("cc", "rq")
             for k in ("tdata", "tkeep", "tlast", "tuser", "tvalid", "tready")) + ("msg_dropped",)
 _CFG = ("cfg_function_status", "cfg_max_payload", "cfg_max_read_req", "cfg_interrupt_msix_enable",
@@ -367,8 +490,10 @@ class UsPlusAdapter(wiring.Component):
         self._MustUse__silence = False
         self.cq = UsCq(width)
         self.tx = UsTx(width)
+        self.rc = UsRc(width)
         self.cfg = UsCfg(width)
-        members = block_members(((self.cq, _CQ), (self.tx, _TX), (self.cfg, _CFG)))
+        self._blocks = ((self.cq, _CQ), (self.rc, _RC), (self.tx, _TX), (self.cfg, _CFG))
+        members = block_members(self._blocks)
         members.update({"pcie_cq_np_req": Out(2), "core_rx": Out(tlp_stream(width)),
                         "core_tx": In(tlp_stream(width)), "hip": Out(HardIpStatus)})
         super().__init__(members)
@@ -377,11 +502,15 @@ class UsPlusAdapter(wiring.Component):
         m = Module()
         m.submodules.cq = cq = self.cq
         m.submodules.tx = tx = self.tx
+        m.submodules.rc = rc = self.rc
         m.submodules.cfg = cfg = self.cfg
-        forward_block_ports(m, self, ((cq, _CQ), (tx, _TX), (cfg, _CFG)))
+        m.submodules.merge = merge = TlpMerge(self.width)
+        forward_block_ports(m, self, self._blocks)
         m.d.comb += [self.pcie_cq_np_req.eq(1), self.hip.eq(cfg.hip),
                      tx.requester_id.eq(cfg.own_id)]
-        connect(m, cq.tlp, cfg.rx_in)
+        connect(m, cq.tlp, merge.a)
+        connect(m, rc.tlp, merge.b)
+        connect(m, merge.o, cfg.rx_in)
         connect(m, cfg.rx_out, flipped(self.core_rx))
         connect(m, flipped(self.core_tx), cfg.tx_in)
         connect(m, cfg.tx_out, tx.tlp)

@@ -35,7 +35,10 @@ dropped, and ``abandon`` pulses (the top level counts it and sets DEVICE_NEEDS_R
 target is then *stuck*: later operations to it that find it not ready are abandoned at once,
 without waiting T again, until it shows life: its ``ready`` is high, or its bit of ``alive`` is
 (a request/response target whose ``ready`` needs an access: the device-config port, once the
-back-end took and answered the abandoned request).  So every operation leaves S1 within
+back-end took and answered the abandoned request; the legacy header, whose accesses reach four
+blocks, when it presents a device-config access and that port is idle, so that a reset wait
+given up does not give up a healthy device-config back-end).  An operation whose target shows
+life in its first cycle waits up to T again.  So every operation leaves S1 within
 T cycles, and configuration requests behind back-end accesses always make progress.
 """
 from amaranth.hdl import Cat, Const, Module, Mux, Signal
@@ -174,7 +177,9 @@ class Dispatcher(wiring.Component):
             waited = Signal(range(T))
             stuck = Signal(n)        # one flag per target
             waiting = op.valid & can_issue & ~tgt_ready
-            hit_stuck = (hit & stuck).any()
+            # a target that shows life in this very cycle (``alive``: e.g. the legacy header
+            # presenting a device-config access while that port is idle) is waited for again
+            hit_stuck = (hit & stuck & ~self.alive).any()
             m.d.comb += abandon.eq(waiting & ((waited == T - 1) | hit_stuck))
             with m.If(waiting & ~abandon):
                 m.d.sync += waited.eq(waited + 1)
