@@ -23,6 +23,17 @@ T = 64
 IO_BASE = 0xC000
 
 
+async def _respond(ctx, dut, value):
+    """The external device-config back-end answers ``value`` on ``dcfg_resp`` (held until taken)."""
+    ctx.set(dut.dcfg_resp.payload, value)
+    ctx.set(dut.dcfg_resp.valid, 1)
+    while True:
+        _, _, r = await ctx.tick().sample(dut.dcfg_resp.ready)
+        if r:
+            break
+    ctx.set(dut.dcfg_resp.valid, 0)
+
+
 class Host(PmHost):
     async def post(self, ctx, tlps):
         """Send TLPs without waiting for anything."""
@@ -157,13 +168,7 @@ def test_device_config_backend_stuck():
                     continue                 # never answered
                 for _ in range(delay):
                     await ctx.tick()
-                ctx.set(dut.dcfg_resp.payload, value)
-                ctx.set(dut.dcfg_resp.valid, 1)
-                while True:
-                    _, _, r = await ctx.tick().sample(dut.dcfg_resp.ready)
-                    if r:
-                        break
-                ctx.set(dut.dcfg_resp.valid, 0)
+                await _respond(ctx, dut, value)
 
     ep.b.add(responder, background=True)
     dev = p.regions["device"].offset
@@ -321,13 +326,7 @@ def test_legacy_device_config_after_reset_give_up():
             await ctx.tick()
             if answered < len(req.items):
                 answered += 1
-                ctx.set(dut.dcfg_resp.payload, 0x5A5A_0000 | req.items[answered - 1][1].addr)
-                ctx.set(dut.dcfg_resp.valid, 1)
-                while True:
-                    _, _, r = await ctx.tick().sample(dut.dcfg_resp.ready)
-                    if r:
-                        break
-                ctx.set(dut.dcfg_resp.valid, 0)
+                await _respond(ctx, dut, 0x5A5A_0000 | req.items[answered - 1][1].addr)
 
     ep.b.add(responder, background=True)
 
