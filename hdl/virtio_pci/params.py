@@ -130,12 +130,6 @@ class VirtioPciParams:
     #: completion chunks (one per DW read, one per configuration / I/O request) buffered while
     #: tx is held, so that posted requests keep flowing past waiting non-posted ones (PCIe 2.4.1)
     cpl_queue_depth: int = 8
-    #: False: the 3-cycle read latency of DESIGN.md section 8 (61 MHz on ECP5-6).  True: register
-    #: slices on rx, between depacketizer and dispatcher, between dispatcher and packer and on tx
-    #: cut the ready chains and the decode paths for a higher clock (docs/performance.md, Fmax);
-    #: every latency grows by the slices it crosses (read 3 -> 7, doorbell 2 -> 4, MSI-X 3 -> 4
-    #: cycles), throughput stays one TLP per cycle
-    pipelined: bool = False
 
     def __post_init__(self):
         if self.device_type not in DEVICE_TYPES:
@@ -213,8 +207,6 @@ class VirtioPciParams:
         if self.hard_ip and self.has_io_bar:
             raise ValueError("hard-IP mode has no I/O BAR (transitional, legacy_guard): the hard IP "
                              "owns the BARs")
-        if not isinstance(self.pipelined, bool):
-            raise ValueError(f"pipelined must be True or False, not {self.pipelined!r}")
         if not 2 <= self.cpl_queue_depth <= 256:
             raise ValueError(f"cpl_queue_depth must be 2..256 completion chunks, not {self.cpl_queue_depth!r}")
         if self.device_cfg_backend not in ("regfile", "external"):

@@ -11,7 +11,7 @@ from amaranth.hdl import Module, Mux, Signal
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
-__all__ = ["SkidBuffer", "RegisterSlice"]
+__all__ = ["SkidBuffer"]
 
 
 class SkidBuffer(wiring.Component):
@@ -32,34 +32,5 @@ class SkidBuffer(wiring.Component):
             with m.If(o.ready):
                 m.d.sync += full.eq(0)
         with m.Elif(i.valid & ~o.ready):
-            m.d.sync += [full.eq(1), buf.eq(i.payload)]
-        return m
-
-
-class RegisterSlice(wiring.Component):
-    """Pipeline register for a stream: one cycle of latency, full throughput, and neither
-    ``valid``/``payload`` nor ``ready`` pass through combinationally (both sides see only flip-flops
-    of this block).
-
-    ``o`` is the output register; a second register takes the transfer that arrives in the cycle
-    the sink refuses ``o`` (``i.ready`` is registered: it is low only while that register is full).
-    A transfer accepted on ``i`` in cycle t is offered on ``o`` from cycle t+1.  Order is kept.
-    Used by the pipelined build (``params.pipelined``) to cut the ``ready`` chains and the decode
-    paths between the transaction-layer blocks.
-    """
-
-    def __init__(self, shape):
-        super().__init__({"i": In(stream.Signature(shape)), "o": Out(stream.Signature(shape))})
-
-    def elaborate(self, platform):
-        m = Module()
-        i, o = self.i, self.o
-        full = Signal()
-        buf = Signal.like(i.payload)
-        m.d.comb += i.ready.eq(~full)
-        with m.If(~o.valid | o.ready):
-            m.d.sync += [o.valid.eq(full | i.valid), o.payload.eq(Mux(full, buf, i.payload)),
-                         full.eq(0)]
-        with m.Elif(i.valid & ~full):
             m.d.sync += [full.eq(1), buf.eq(i.payload)]
         return m

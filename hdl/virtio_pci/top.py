@@ -38,7 +38,7 @@ from .tlp.tx_arbiter import TxArbiter
 from .regbus import regbus_mux
 from .virtio.common_cfg import CommonCfg, QueueEvent, QueueRow
 from .virtio.device_cfg import DcfgRequest, DcfgUpdate, DeviceCfgPort, DeviceCfgRegFile
-from .skid import RegisterSlice, SkidBuffer
+from .skid import SkidBuffer
 from .virtio.isr import Isr
 from .virtio.legacy import LegacyGuard, LegacyHeader
 from .virtio.notify import Doorbell, Notify
@@ -173,58 +173,27 @@ class VirtioPciEndpoint(wiring.Component):
         # back-end sees ``flr`` and may discard it.
         m.submodules.notify = notify
 
-        # the pipelined build (params.pipelined) puts a register slice on rx, between the
-        # depacketizer and the dispatcher, between the dispatcher and the packer and on every
-        # source of the tx arbiter: no ready or decode path crosses two of these blocks
-        # (docs/performance.md, Fmax)
-        def stage(name, src, dst, shape):
-            if not p.pipelined:
-                connect(m, src, dst)
-                return
-            m.submodules[name] = sl = RegisterSlice(shape)
-            connect(m, src, sl.i)
-            connect(m, sl.o, dst)
-
-        stage("rx_slice", flipped(self.rx), depkt.rx, depkt.rx.payload.shape())
-        stage("op_slice", depkt.op, window.i, depkt.op.payload.shape())
+        connect(m, flipped(self.rx), depkt.rx)
+        connect(m, depkt.op, window.i)
         connect(m, window.o, dispatch.op)
-        stage("chunk_slice", dispatch.chunk, packer.chunk, dispatch.chunk.payload.shape())
+        connect(m, dispatch.chunk, packer.chunk)
         if p.dma_tags:
             m.submodules.requester = req = Requester(
                 p.data_width, n_tags=p.dma_tags, max_read=p.dma_max_read,
                 max_payload=p.max_payload_supported, timeout=p.cpl_timeout_cycles)
             m.submodules.cpl_barrier = barrier = CompletionBarrier(p.data_width)
-            snoop_fire = Signal()
-            snoop_beat = Signal.like(depkt.rx.payload)
-            snoop_malformed = Signal()
-            snoop = [snoop_fire.eq(depkt.rx.valid & depkt.rx.ready), snoop_beat.eq(depkt.rx.payload),
-                     snoop_malformed.eq(depkt.err_malformed)]
-            if p.pipelined:
-                m.d.sync += snoop
-            else:
-                m.d.comb += snoop
             connect(m, packer.tx, barrier.i)
-            stage("cpl_slice", barrier.o, arbiter.src0, barrier.o.payload.shape())
-            stage("mrd_slice", req.mrd, arbiter.src2, req.mrd.payload.shape())
-            stage("mwr_slice", req.mwr, arbiter.src3, req.mwr.payload.shape())
+            connect(m, barrier.o, arbiter.src0)
+            connect(m, req.mrd, arbiter.src2)
+            connect(m, req.mwr, arbiter.src3)
             connect(m, flipped(self.dma_req), req.dma_req)
             connect(m, flipped(self.dma_wdata), req.dma_wdata)
             connect(m, req.dma_rdata, flipped(self.dma_rdata))
             connect(m, req.dma_wdone, flipped(self.dma_wdone))
-            if p.pipelined:
-                # n_ready is an adder tree over the write packer's counters: registered here, it
-                # is one cycle old when a completion takes its snapshot, which still covers every
-                # write whose data ended before the register read the completion answers (that
-                # read was at least two cycles earlier: dispatcher S1 and the chunk slice)
-                m.d.sync += barrier.n_ready.eq(req.n_ready)
-            else:
-                m.d.comb += barrier.n_ready.eq(req.n_ready)
             m.d.comb += [
-                barrier.n_done.eq(req.n_done),
-                # the beats the depacketizer takes, with its verdict on each TLP (the pipelined
-                # build hands them over one cycle later, from registers)
-                req.rx_fire.eq(snoop_fire), req.rx_beat.eq(snoop_beat),
-                req.rx_malformed.eq(snoop_malformed),
+                barrier.n_ready.eq(req.n_ready), barrier.n_done.eq(req.n_done),
+                req.rx_fire.eq(self.rx.valid & self.rx.ready), req.rx_beat.eq(self.rx.payload),
+                req.rx_malformed.eq(depkt.err_malformed),
                 depkt.cpl_routed.eq(1),
                 # PCIe 5.3.1.4.1: no requests in D3hot either (refused with status BME)
                 req.bus_master.eq(cfg.command[2] & ~cfg.d3hot),
@@ -240,7 +209,7 @@ class VirtioPciEndpoint(wiring.Component):
             req_unexpected, req_malformed, req_timeout = (req.err_unexpected, req.err_malformed,
                                                           req.err_timeout)
         else:
-            stage("cpl_slice", packer.tx, arbiter.src0, packer.tx.payload.shape())
+            connect(m, packer.tx, arbiter.src0)
             req_unexpected = req_malformed = req_timeout = 0
         connect(m, arbiter.tx, flipped(self.tx))
         connect(m, dispatch.bus("cfg"), cfg.bus)
@@ -312,7 +281,7 @@ class VirtioPciEndpoint(wiring.Component):
         for i in range(2):
             connect(m, irqc.mask_rd[i], msix.mask_rd[i])
         connect(m, msix.mask_wr, irqc.mask_wr)
-        stage("irq_slice", irq_packer.tx, arbiter.src1, irq_packer.tx.payload.shape())
+        connect(m, irq_packer.tx, arbiter.src1)
         m.d.comb += [
             irqc.req.valid.eq(fire),
             irqc.req.payload.eq(irq.payload),
@@ -420,9 +389,8 @@ class VirtioPciEndpoint(wiring.Component):
             stream_rules(m, "dma_wdone", self.dma_wdone.valid, self.dma_wdone.ready,
                          self.dma_wdone.payload)
         op = dispatch.op
-        # the pipeline holds 4 completions besides the dispatcher's completion queue (2 more in
-        # the chunk slice of the pipelined build)
+        # the pipeline holds 4 completions besides the dispatcher's completion queue
         completion_tracker(
             m, op.valid & op.ready & op.payload.need_cpl & op.payload.cpl_start,
             packer.tx.valid & packer.tx.ready & packer.tx.payload.first,
-            depth=4 + self.params.cpl_queue_depth + 2 * self.params.pipelined, width=10)
+            depth=4 + self.params.cpl_queue_depth, width=10)

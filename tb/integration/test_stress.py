@@ -5,11 +5,10 @@ run of the stress) on the default build, a quarter of that on the ``m0`` (shared
 queue) builds of tb/integration/test_transport.py and on the ``transitional`` build of tb/integration/test_legacy.py
 (legacy header in I/O BAR0, NOTIFY_ON_EMPTY offered, external device config: the I/O traffic of
 the stress is on); ``VPCI_SEED`` fixes the seed (otherwise random, printed by cocotb and in the
-STRESS line), and a tenth on the ``large`` build (1024 queues, 64 MSI-X vectors, W = 64) and on
-the ``pipelined`` build of tb/integration/test_transport.py (register slices, ``params.pipelined``).
-Every run has at least one stuck-port episode per port its build has
-(tb/scenarios/stress_stuck.py: doorbell, queue events, tx on every build, device config on m0
-and transitional, the legacy reset acknowledge on transitional).
+STRESS line), and a tenth on the ``large`` build (1024 queues, 64 MSI-X vectors, W = 64).  Every
+run has at least one stuck-port episode per port its build has (tb/scenarios/stress_stuck.py:
+doorbell, queue events, tx on every build, device config on m0 and transitional, the legacy
+reset acknowledge on transitional).
 ``test_stress_scoreboard_fails``: the scoreboard is shown to fail when its expectation is wrong
 (wrong read data, wrong status, a completion more or less, a doorbell lost or duplicated, a queue
 event lost, error status bits not set, the wrong MSI-X message data, interrupt requests the model
@@ -44,8 +43,7 @@ def builds_of(name, args):
     return [BUILDS[args["params"]]]
 
 
-@pytest.mark.parametrize("params", ["default", "m0", "m4096", "transitional", "large",
-                                    "pipelined"])
+@pytest.mark.parametrize("params", ["default", "m0", "m4096", "transitional", "large"])
 def test_stress(params, tmp_path):
     """Randomised traffic against the reference model (tb/scenarios/stress.py).  PCI-01 (a
     compliant function under random traffic: every completion, status and error bit against the
@@ -73,8 +71,7 @@ def test_stress(params, tmp_path):
     conventional reset with DMA in flight: answers without the host, late completions discarded,
     no tag leaked)."""
     seed = os.environ.get("VPCI_SEED")
-    count = COUNT if params == "default" else max(
-        1000, COUNT // (10 if params in ("large", "pipelined") else 4))
+    count = COUNT if params == "default" else max(1000, COUNT // (10 if params == "large" else 4))
     run_cocotb("tb.integration.cocotb.stress_test", BUILDS[params], test_dir=str(tmp_path),
                extra_env={"VPCI_STRESS_COUNT": str(count), "VPCI_STRESS_SEED": seed or ""},
                seed=int(seed) if seed else None)

@@ -1,11 +1,10 @@
 """pytest entries of the virtio transport tests (tb/integration/cocotb/transport_*_test.py).
 
-Four builds: the default parameters, two that change what the transport tests depend on:
+Three builds: the default parameters, and two that change what the transport tests depend on:
 ``m0``: notify_off_multiplier 0 (one shared doorbell, queue decoded from the value), no
 NOTIFICATION_DATA, NOTIF_CONFIG_DATA, ACCESS_PLATFORM and ORDER_PLATFORM offered, no RING_RESET,
 the external device-config back-end, 5 queues, 8 vectors; ``m4096``: one doorbell page per queue,
-no NOTIFICATION_DATA, RING_RESET, 4 queues, device config with initial contents; ``pipelined``: the
-default device with the register slices of ``params.pipelined`` (the high-clock variant).
+no NOTIFICATION_DATA, RING_RESET, 4 queues, device config with initial contents.
 ``VPCI_SEED`` fixes the random seed (cocotb prints the one it used).
 """
 import os
@@ -29,9 +28,6 @@ PARAMS = {
         notify_off_multiplier=4096, num_queues=4, msix_vectors=2, queue_max_size=64,
         features=V1 | (1 << Feature.RING_RESET),
         device_cfg_init=bytes.fromhex("52540012345600010400")),
-    # register slices on rx, op, chunk and tx (params.pipelined): every behaviour of the default
-    # build with 4 more cycles of read latency
-    "pipelined": VirtioPciParams(pipelined=True),
 }
 
 MODULES = ["transport_init", "transport_runtime", "transport_hostile"]

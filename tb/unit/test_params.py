@@ -54,7 +54,6 @@ BAD = [
     (dict(revision=0x100), "revision must be 0..255, not 256"),
     (dict(device_cfg_backend="rom"),
      "device config back-end must be 'regfile' or 'external', not 'rom'"),
-    (dict(pipelined=1), "pipelined must be True or False, not 1"),
 ]
 
 
@@ -71,7 +70,6 @@ def test_bad_value_raises_with_message(kw, msg):
     dict(transitional=True, mem_bar=4, device_type=2, io_bar_size=0x100),
     dict(num_queues=32768, queue_max_size=32768), dict(device_cfg_size=4096),
     dict(max_payload_supported=4096, data_width=64), dict(msix_vectors=2048),
-    dict(pipelined=True),
 ])
 def test_good_values_accepted(kw):
     VirtioPciParams(**kw)
