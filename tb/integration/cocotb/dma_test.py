@@ -428,6 +428,24 @@ async def dma_bad_completions_test(dut):
     tb.check_clean()
 
 
+async def held_reads(env, n):
+    """``n`` reads of 256 bytes whose MRds the host holds unanswered: (HeldReads, ops)."""
+    held = HeldReads(env)
+    ops = [env.be.read(env.low_base + 256 * i, 256) for i in range(n)]
+    while len(held.reqs) < n:
+        await env.tb.cycles(10)
+    held.stop()
+    return held, ops
+
+
+async def reads_work(env, base, n, size, step):
+    """``n`` new reads of ``size`` bytes from ``env.low_base + base`` end OK with host data."""
+    ok = [env.be.read(env.low_base + base + step * i, size) for i in range(n)]
+    await env.wait_all(ok)
+    for op in ok:
+        assert op.status == StatusRef.OK and op.data == await env.host_read(op.addr, size), op
+
+
 @cocotb.test()
 async def dma_flr_in_flight_test(dut):
     """DMA-19: an FLR while back-end reads wait for their completions: every read ends with
@@ -436,11 +454,7 @@ async def dma_flr_in_flight_test(dut):
     env = DmaEnv(dut, req_idle=0.0, ready_prob=1.0)
     await env.init()
     tb = env.tb
-    held = HeldReads(env)
-    ops = [env.be.read(env.low_base + 256 * i, 256) for i in range(6)]
-    while len(held.reqs) < 6:
-        await tb.cycles(10)
-    held.stop()
+    held, ops = await held_reads(env, 6)
     saved = await save_setup(env)
     a = env.pcie + PcieCap.DEVCTL
     await tb.dev.config_write_word(a, await tb.dev.config_read_word(a) | 1 << 15)
@@ -454,10 +468,7 @@ async def dma_flr_in_flight_test(dut):
     assert env.be.idle
     # the function again: BAR, decode, bus mastering (what a driver does after an FLR)
     await restore_setup(env, saved)
-    ok = [env.be.read(env.low_base + 0x1000 + 7 * i, 77) for i in range(8)]
-    await env.wait_all(ok)
-    for op in ok:
-        assert op.status == StatusRef.OK and op.data == await env.host_read(op.addr, 77), op
+    await reads_work(env, 0x1000, 8, 77, 7)
 
 
 @cocotb.test()
@@ -468,11 +479,7 @@ async def dma_reset_in_flight_test(dut):
     env = DmaEnv(dut, req_idle=0.0, ready_prob=1.0)
     await env.init()
     tb = env.tb
-    held = HeldReads(env)
-    ops = [env.be.read(env.low_base + 256 * i, 256) for i in range(4)]
-    while len(held.reqs) < 4:
-        await tb.cycles(10)
-    held.stop()
+    held, ops = await held_reads(env, 4)
     saved = await save_setup(env)
     await tb.reset()
     env.be.forget()
@@ -483,10 +490,7 @@ async def dma_reset_in_flight_test(dut):
     assert tb.error_count("err_unexpected_cpl") - uc0 >= 4
     assert not any(op.done for op in ops)
     assert int(dut.dma_rdata__valid.value) == 0, "data from before the reset offered"
-    ok = [env.be.read(env.low_base + 0x2000 + 5 * i, 33) for i in range(4)]
-    await env.wait_all(ok)
-    for op in ok:
-        assert op.status == StatusRef.OK and op.data == await env.host_read(op.addr, 33), op
+    await reads_work(env, 0x2000, 4, 33, 5)
 
 
 @cocotb.test()
