@@ -6,7 +6,8 @@ concurrent pytest-xdist workers wait for one build instead of racing.
 
 The C++ of a model is compiled cheaply (``MAKE_VARS``), and Verilator's run-time library, the
 same for every model with the same trace and coverage options, is compiled once and copied into
-each build (sim/runtime_cache.py): a model then costs about 30 s of CPU instead of 73 s.
+each build (sim/runtime_cache.py), and only the top module's signals are visible to VPI
+(``PUBLIC_VLT``): a model then costs about 14 s of CPU instead of 73 s, and runs faster.
 """
 import fcntl
 import hashlib
@@ -63,6 +64,15 @@ def _key(params, waves, coverage, link=None):
 #: a regression run side by side (tb/conftest.py), so one build need not use both cores.
 MAKE_VARS = {"OPT_FAST": "-Og", "VM_PARALLEL_BUILDS": "0"}
 
+#: cocotb's runner makes every signal of the design visible to VPI (``--public-flat-rw``), which
+#: keeps Verilator from optimising any of them away: the default model was 10.2 MB of C++ (24 s of
+#: CPU to compile).  The tests reach only the top module's ports and wires, so only those are made
+#: public (a Verilator configuration file): 4.1 MB, 11 s.  Waveforms (``--trace``) still show
+#: every signal.
+PUBLIC_VLT = """`verilator_config
+public_flat_rw -module "{top}" -var "*"
+"""
+
 
 def _runner():
     """cocotb's Verilator runner, with the build steps of this module between its two commands
@@ -72,6 +82,10 @@ def _runner():
     class Runner(Verilator):
         def _build_command(self):
             verilate_cmd, make_cmd = super()._build_command()
+            vlt = os.path.join(str(self.build_dir), "public.vlt")
+            with open(vlt, "w") as f:
+                f.write(PUBLIC_VLT.format(top=self.hdl_toplevel))
+            verilate_cmd = [a for a in verilate_cmd if a != "--public-flat-rw"] + [vlt]
             make_vars = [a for a in make_cmd if "=" in a] + [f"{k}={v}" for k, v in MAKE_VARS.items()]
             step = [sys.executable, "-m", "sim.runtime_cache"]
             sim_dir = str(self.build_dir)
