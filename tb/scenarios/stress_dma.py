@@ -693,6 +693,10 @@ class DmaStress:
         if not self.in_flight:
             self.blocked = False
             return
+        # the set-up's TLPs are only queued for the link when ``setup`` returns: the burst
+        # waits until they were all answered, or its first read could reach the requester
+        # before the Command write that sets Bus Master Enable (and be refused with BME)
+        await self.s._drain()
         rng = self.rng
         limit = self._tag_limit()
         R = self._dc_now()[1]
