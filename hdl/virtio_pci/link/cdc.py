@@ -121,7 +121,8 @@ class AdaptedEndpoint(wiring.Component):
 
     The wrapper's ports are the adapter's (vendor side) and the endpoint's (back-end side), same
     names; members named in ``skip`` (e.g. ``hip``) are neither exposed nor forwarded, the subclass
-    connects them in ``_link_extra``.
+    connects them in ``_link_extra``.  An adapter with a ``core_flr`` input (the FLR handshake of
+    link/flr.py) gets the endpoint's ``flr`` pulse there, through a pulse synchroniser with ``cdc``.
     """
 
     def _compose(self, params, adapter_cls, *, cdc, cdc_depth, skip=()):
@@ -134,7 +135,7 @@ class AdaptedEndpoint(wiring.Component):
         self.adapter = adapter_cls(self.params.data_width)
         self.tlp_cdc = TlpCdc(self.params.data_width, depth=cdc_depth) if cdc else None
         members = {n: mb for n, mb in self.adapter.signature.members.items()
-                   if n not in ("core_rx", "core_tx") + self._skip}
+                   if n not in ("core_rx", "core_tx", "core_flr") + self._skip}
         members.update({n: mb for n, mb in self.endpoint.signature.members.items()
                         if n not in ("rx", "tx") + self._skip})
         wiring.Component.__init__(self, members)
@@ -158,8 +159,15 @@ class AdaptedEndpoint(wiring.Component):
             m.submodules.adapter = ad = self.adapter
             connect(m, ad.core_rx, ep.rx)
             connect(m, ep.tx, ad.core_tx)
+        if "core_flr" in self.adapter.signature.members:
+            if self.cdc:
+                from amaranth.lib.cdc import PulseSynchronizer
+                m.submodules.core_flr_sync = ps = PulseSynchronizer("sync", "link")
+                m.d.comb += [ps.i.eq(ep.flr), ad.core_flr.eq(ps.o)]
+            else:
+                m.d.comb += ad.core_flr.eq(ep.flr)
         self._link_extra(m, ep, ad)
-        forward_ports(m, self, ad, skip=("core_rx", "core_tx") + self._skip)
+        forward_ports(m, self, ad, skip=("core_rx", "core_tx", "core_flr") + self._skip)
         forward_ports(m, self, ep, skip=("rx", "tx") + self._skip)
         return m
 

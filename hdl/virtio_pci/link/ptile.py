@@ -36,6 +36,14 @@ answers the IP: reads return the core's data (override), writes go to both the c
 own register (no override), so Memory Space / Bus Master Enable and the BARs of the IP, which
 routes memory requests to us, follow the host.  Everything else (BAR decode, FLR, MPS, MSI-X) is
 the core's own, as with the raw TLP port.  docs/ptile.md says how to configure the IP to match.
+
+FLR ("Function Level Reset (FLR)"): the host's Device Control write reaches the core through the
+CII and starts the core's FLR.  It also lands in the IP's register at the same offset; where that
+is the IP's own Device Control, the IP starts its FLR too: it pulses ``flr_rcvd_pf[0]`` and, until
+the application pulses ``flr_completed_pf[0]``, answers non-posted requests to the function with
+UR and discards its posted requests and completions.  The adapter pulses ``flr_completed_pf[0]``
+once both the IP's pulse and the core's own FLR were seen, or ``FLR_TIMEOUT`` cycles after an IP
+FLR the core never saw (``FlrHandshake``, link/flr.py).
 """
 from amaranth.hdl import Cat, Const, Module, Mux, Signal
 from amaranth.lib import data, wiring
@@ -46,6 +54,7 @@ from amaranth.utils import ceil_log2
 from ..tlp.layouts import FmtType, tlp_stream
 from .cdc import AdaptedEndpoint, block_members, forward_block_ports
 from .cfg_inject import CfgInjector
+from .flr import FlrHandshake
 
 __all__ = ["PTileRx", "PTileTx", "CreditGate", "CiiBridge", "PTileAdapter", "PTileEndpoint",
            "RX_READY_LATENCY", "TX_READY_LATENCY", "CII_TAG", "FcType"]
@@ -59,6 +68,10 @@ CII_TAG = 0xCF
 class FcType:
     """``tx_cdts_limit_tdm_idx`` values (P-Tile UG, TX Flow Control Interface)."""
     PH, NPH, CPLH, PD, NPD, CPLD = 0, 1, 2, 4, 5, 6
+
+
+#: link cycles after which an FLR of the IP that the core never saw is answered (link/flr.py)
+FLR_TIMEOUT = 1024
 
 
 def _check_width(width):
@@ -450,8 +463,10 @@ _CII_PORTS = ("tl_cfg_func", "tl_cfg_add", "tl_cfg_ctl", "cii_req", "cii_hdr_poi
 class PTileAdapter(wiring.Component):
     """The hard IP's ports on one side, the core's TLP port on the other (same clock).
 
-    Ports: the P-Tile signals of ``PTileRx``, ``PTileTx`` and ``CiiBridge`` (IP names), plus
-    ``core_rx`` (Out TLP stream to the endpoint's ``rx``) and ``core_tx`` (In, from its ``tx``).
+    Ports: the P-Tile signals of ``PTileRx``, ``PTileTx`` and ``CiiBridge`` (IP names), the FLR
+    handshake of PF0 (``flr_rcvd_pf``, ``flr_completed_pf``: bit 0 used, the others of
+    ``flr_completed_pf`` held at 0), plus ``core_rx`` (Out TLP stream to the endpoint's ``rx``),
+    ``core_tx`` (In, from its ``tx``) and ``core_flr`` (In, the endpoint's ``flr`` in this domain).
     """
 
     def __init__(self, width, rx_depth=64):
@@ -464,8 +479,11 @@ class PTileAdapter(wiring.Component):
         self.cii = CiiBridge(width)
         members = block_members(((self.rx, _RX_PORTS), (self.tx, _TX_PORTS),
                                  (self.cii, _CII_PORTS)))
+        members["flr_rcvd_pf"] = In(8)
+        members["flr_completed_pf"] = Out(8)
         members["core_rx"] = Out(tlp_stream(width))
         members["core_tx"] = In(tlp_stream(width))
+        members["core_flr"] = In(1)
         super().__init__(members)
 
     def elaborate(self, platform):
@@ -478,6 +496,9 @@ class PTileAdapter(wiring.Component):
         connect(m, cii.rx_out, flipped(self.core_rx))
         connect(m, flipped(self.core_tx), cii.tx_in)
         connect(m, cii.tx_out, tx.tlp)
+        m.submodules.flr = hs = FlrHandshake(FLR_TIMEOUT)
+        m.d.comb += [hs.request.eq(self.flr_rcvd_pf[0]), hs.core_flr.eq(self.core_flr),
+                     self.flr_completed_pf[0].eq(hs.done)]
         return m
 
 

@@ -41,6 +41,7 @@ from ..config.config_space import HardIpStatus
 from ..tlp.layouts import FmtType, tlp_stream
 from .cdc import AdaptedEndpoint, block_members, forward_block_ports
 from .cfg_inject import CfgInjector
+from .flr import FlrHandshake
 
 __all__ = ["UsCq", "UsRc", "UsTx", "TlpMerge", "UsCfg", "UsPlusAdapter", "UsPlusEndpoint", "ReqType", "CFG_EXT_TAG"]
 
@@ -346,14 +347,13 @@ class UsCfg(wiring.Component):
     configuration-extension interface answered through injected CfgRd0/CfgWr0.
 
     ``hip`` follows the status ports one cycle later (registered).  FLR: a rising
-    ``cfg_flr_in_process[0]`` gives one ``hip.flr`` pulse; ``cfg_flr_done[0]`` pulses
-    ``FLR_DONE_DELAY`` cycles later (the core's FLR completes the cycle after the pulse).
+    ``cfg_flr_in_process[0]`` gives one ``hip.flr`` pulse; ``cfg_flr_done[0]`` pulses once the
+    core's FLR took place (``core_flr``, the endpoint's ``flr`` brought into this domain), the
+    cycle after it at the earliest (``FlrHandshake``).
     cfg_ext: ``cfg_ext_read_received`` / ``cfg_ext_write_received`` (one-cycle pulses) with the
     register number inside ``windows`` (list of (first, last) DW numbers) become a request to the
     core; a read is answered with ``cfg_ext_read_data_valid`` when the core's completion returns.
     """
-
-    FLR_DONE_DELAY = 4
 
     def __init__(self, width, windows=((0x2C, 0x2F), (0x120, 0x13F))):
         self._MustUse__silence = True      # until the parameters are known to be valid
@@ -376,6 +376,7 @@ class UsCfg(wiring.Component):
             "cfg_bus_number": In(8),
             "cfg_flr_in_process": In(4),
             "cfg_flr_done": Out(4),
+            "core_flr": In(1),
             "cfg_ext_read_received": In(1),
             "cfg_ext_write_received": In(1),
             "cfg_ext_register_number": In(10),
@@ -400,13 +401,11 @@ class UsCfg(wiring.Component):
         m.d.comb += self.own_id.eq(Cat(Const(0, 3), hip.device, hip.bus))
         # ---- FLR ----
         flr_d = Signal()
-        done_cnt = Signal(range(self.FLR_DONE_DELAY + 1))
-        m.d.sync += [flr_d.eq(self.cfg_flr_in_process[0]), hip.flr.eq(0)]
-        with m.If(self.cfg_flr_in_process[0] & ~flr_d):
-            m.d.sync += [hip.flr.eq(1), done_cnt.eq(self.FLR_DONE_DELAY)]
-        with m.Elif(done_cnt != 0):
-            m.d.sync += done_cnt.eq(done_cnt - 1)
-        m.d.comb += self.cfg_flr_done[0].eq(done_cnt == 1)
+        rise = self.cfg_flr_in_process[0] & ~flr_d
+        m.d.sync += [flr_d.eq(self.cfg_flr_in_process[0]), hip.flr.eq(rise)]
+        m.submodules.flr = hs = FlrHandshake()
+        m.d.comb += [hs.request.eq(rise), hs.core_flr.eq(self.core_flr),
+                     self.cfg_flr_done[0].eq(hs.done)]
 
         # ---- cfg_ext ----
         reg = self.cfg_ext_register_number
@@ -461,7 +460,8 @@ class UsPlusAdapter(wiring.Component):
         self._blocks = ((self.cq, _CQ), (self.rc, _RC), (self.tx, _TX), (self.cfg, _CFG))
         members = block_members(self._blocks)
         members.update({"pcie_cq_np_req": Out(2), "core_rx": Out(tlp_stream(width)),
-                        "core_tx": In(tlp_stream(width)), "hip": Out(HardIpStatus)})
+                        "core_tx": In(tlp_stream(width)), "hip": Out(HardIpStatus),
+                        "core_flr": In(1)})
         super().__init__(members)
 
     def elaborate(self, platform):
@@ -473,7 +473,7 @@ class UsPlusAdapter(wiring.Component):
         m.submodules.merge = merge = TlpMerge(self.width)
         forward_block_ports(m, self, self._blocks)
         m.d.comb += [self.pcie_cq_np_req.eq(1), self.hip.eq(cfg.hip),
-                     tx.requester_id.eq(cfg.own_id)]
+                     tx.requester_id.eq(cfg.own_id), cfg.core_flr.eq(self.core_flr)]
         connect(m, cq.tlp, merge.a)
         connect(m, rc.tlp, merge.b)
         connect(m, merge.o, cfg.rx_in)
@@ -502,17 +502,12 @@ class UsPlusEndpoint(AdaptedEndpoint):
         self.params = params
 
     def _link_extra(self, m, ep, ad):
-        from amaranth.lib.cdc import FFSynchronizer
+        from amaranth.lib.cdc import FFSynchronizer, PulseSynchronizer
         if self.cdc:
-            # quasi-static status bits through two flops; the FLR pulse as a toggle
+            # quasi-static status bits through two flops; the FLR pulse through a pulse synchroniser
             hip_bits = Signal.like(ad.hip.as_value())
             m.submodules.hip_sync = FFSynchronizer(ad.hip.as_value(), hip_bits)
-            flr_t = Signal()
-            m.d.link += flr_t.eq(flr_t ^ ad.hip.flr)
-            flr_s = Signal()
-            flr_d = Signal()
-            m.submodules.flr_sync = FFSynchronizer(flr_t, flr_s)
-            m.d.sync += flr_d.eq(flr_s)
-            m.d.comb += [ep.hip.eq(hip_bits), ep.hip.flr.eq(flr_s ^ flr_d)]
+            m.submodules.flr_sync = ps = PulseSynchronizer("link", "sync")
+            m.d.comb += [ep.hip.eq(hip_bits), ps.i.eq(ad.hip.flr), ep.hip.flr.eq(ps.o)]
         else:
             m.d.comb += ep.hip.eq(ad.hip)

@@ -41,6 +41,7 @@ from tb.models.virtio_backend import VirtioBackend
 from tb.scenarios.adapter_bringup import (common_read_matches, driver_ok_and_doorbells,
                                          msix_every_vector)
 from tb.scenarios.adapter_dma import adapter_dma, record_upstream
+from tb.scenarios.adapter_flr import adapter_flr
 
 LINK_MHZ = 250
 
@@ -228,3 +229,31 @@ async def ptile_dma_test(dut):
     for mps, mrrs, n, sent in await adapter_dma(tb, dev, tb.upstream):
         tb.log.warning("P-Tile DMA: %d requests -> %d MRd/MWr (MPS %d, MRRS %d), core clock "
                        "%.3f ns", n, sent, mps, mrrs, tb.core_ns)
+
+
+@cocotb.test()
+async def ptile_flr_test(dut):
+    """STS-D1, DMA-19: an FLR through the P-Tile IP (the root complex writes Initiate Function
+    Level Reset in the core's PCI Express capability, through the CII) with back-end DMA in flight
+    (tb/scenarios/adapter_flr.py): the core resets once; in the model's layout the write falls on
+    the IP's MSI capability, not its Device Control, so the IP starts no FLR of its own
+    (flr_completed_pf stays 0; the handshake for layouts where it does is checked in
+    tb/unit/test_flr_handshake.py); every DMA request is answered once (OK with the host's data,
+    RESET or BME); device_status is 0 and queue 0 disabled afterwards; the driver reaches
+    DRIVER_OK again, every doorbell arrives, and new DMA completes with its data."""
+    tb = PTileTB(dut)
+    dev = await tb.init()
+    completed = []
+
+    async def watch():
+        while True:
+            await RisingEdge(dut.link_clk)
+            if int(dut.flr_completed_pf.value):
+                completed.append(int(dut.flr_completed_pf.value))
+    cocotb.start_soon(watch())
+    drv = VirtioPciDriver(tb)
+    await driver_ok_and_doorbells(tb, drv)
+    fig = await adapter_flr(tb, dev, drv, None)
+    assert not completed, f"flr_completed_pf pulsed without an FLR of the IP: {completed}"
+    tb.log.warning("P-Tile FLR: DMA in flight ended %s, core clock %.3f ns", fig["statuses"],
+                   tb.core_ns)

@@ -24,6 +24,7 @@ import random
 import cocotb
 from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles, RisingEdge
+from cocotb.utils import get_sim_time
 
 from cocotbext.axi import AxiStreamBus
 from cocotbext.pcie.core import RootComplex
@@ -39,6 +40,7 @@ from tb.models.virtio_backend import VirtioBackend
 from tb.scenarios.adapter_bringup import (common_read_matches, driver_ok_and_doorbells,
                                          msix_every_vector)
 from tb.scenarios.adapter_dma import adapter_dma, record_upstream
+from tb.scenarios.adapter_flr import adapter_flr
 
 WINDOWS = ((0x2C, 0x2F), (0x120, 0x13F))
 
@@ -240,3 +242,43 @@ async def usplus_dma_test(dut):
     for mps, mrrs, n, sent in await adapter_dma(tb, dev, tb.upstream):
         tb.log.warning("UltraScale+ DMA: %d requests -> %d MRd/MWr (MPS %d, MRRS %d), core "
                        "clock %.3f ns", n, sent, mps, mrrs, tb.core_ns)
+
+
+async def _ip_flr(tb):
+    """The IP's side of the FLR handshake (PG213): ``cfg_flr_in_process[0]`` high until the user's
+    ``cfg_flr_done[0]`` pulse, then low; one pulse only.  Returns the user_clk edges it took and the time of the
+    pulse (ns)."""
+    d = tb.dut
+    await RisingEdge(d.link_clk)
+    d.cfg_flr_in_process.value = 1
+    for n in range(1, 20001):
+        await RisingEdge(d.link_clk)
+        if int(d.cfg_flr_done.value) & 1:
+            t_done = get_sim_time("ns")
+            break
+    else:
+        raise AssertionError("cfg_flr_done never pulsed")
+    d.cfg_flr_in_process.value = 0
+    for _ in range(64):
+        await RisingEdge(d.link_clk)
+        assert not int(d.cfg_flr_done.value), "cfg_flr_done pulsed twice for one FLR"
+    return n, t_done
+
+
+@cocotb.test()
+async def usplus_flr_test(dut):
+    """STS-D1, DMA-19: an FLR through the UltraScale+ IP (the root complex writes Initiate Function
+    Level Reset in the IP's PCI Express capability; the IP's cfg_flr_in_process / cfg_flr_done
+    handshake modelled from PG213) with back-end DMA in flight (tb/scenarios/adapter_flr.py):
+    cfg_flr_done comes once, after the core's own FLR; every DMA request is answered once (OK
+    with the host's data, RESET or BME); device_status is 0 and queue 0 disabled afterwards; the
+    driver reaches DRIVER_OK again, every doorbell arrives, and new DMA completes with its data."""
+    tb = UsPlusTB(dut)
+    dev = await tb.init()
+    drv = VirtioPciDriver(tb)
+    _probe_from_desc(tb, drv)
+    await driver_ok_and_doorbells(tb, drv)
+    fig = await adapter_flr(tb, dev, drv, _ip_flr)
+    tb.log.warning("UltraScale+ FLR: cfg_flr_done %d user_clk edges after cfg_flr_in_process, "
+                   "DMA in flight ended %s, core clock %.3f ns", fig["handshake_link_edges"],
+                   fig["statuses"], tb.core_ns)
