@@ -37,31 +37,12 @@ import cocotb
 from cocotb.triggers import Event, First, Timer
 from cocotb.utils import get_sim_time
 
-from tb.models.dma_model import completion
+from tb.models.dma_model import completion, completion_size
 
-__all__ = ["DmaCompleter", "completion_size"]
+__all__ = ["DmaCompleter"]
 
 RCB = 64
 UR, CA = 1, 4           # Completion Status field values
-
-
-def completion_size(a, left, mps, mode, rng):
-    """Bytes of the next completion of a read whose next byte is ``a`` with ``left`` bytes to
-    go: it ends at an RCB or at the end of the read and carries at most ``mps`` bytes counting
-    the padding of its first DW; ``mode`` "rcb" (the first legal end), "one" (the last) or
-    "random"."""
-    end = a + left
-    cap = min(end, (a & ~3) + mps)
-    ends = list(range((a // RCB + 1) * RCB, cap + 1, RCB))
-    if cap == end and (not ends or ends[-1] != end):
-        ends.append(end)
-    if mode == "rcb":
-        e = ends[0]
-    elif mode == "one":
-        e = ends[-1]
-    else:
-        e = rng.choice(ends)
-    return e - a
 
 
 class _Read:

@@ -8,7 +8,7 @@ what the RTL sends against it and use it to build bad completions on purpose.
 """
 from dataclasses import dataclass, field
 
-__all__ = ["MemReq", "parse_request", "completion", "split_read", "HostMemory", "split_ref",
+__all__ = ["MemReq", "parse_request", "completion", "completion_size", "split_read", "HostMemory", "split_ref",
            "byte_enables_ref", "StatusRef", "PagedMemory"]
 
 CPL, CPLD = 0x0A, 0x4A
@@ -109,6 +109,25 @@ def completion(req, *, status=0, data=None, lower_addr=None, byte_count=None, le
     return dws
 
 
+def completion_size(a, left, mps, mode, rng, rcb=64):
+    """Bytes of the next completion of a read whose next byte is ``a`` with ``left`` bytes to
+    go (PCIe 2.3.1.1): it ends at an RCB or at the end of the read and carries at most ``mps``
+    bytes counting the padding of its first DW; ``mode`` "rcb" (the first legal end), "one" (the
+    last) or "random"."""
+    end = a + left
+    cap = min(end, (a & ~3) + mps)
+    ends = list(range((a // rcb + 1) * rcb, cap + 1, rcb))
+    if cap == end and (not ends or ends[-1] != end):
+        ends.append(end)
+    if mode == "rcb":
+        e = ends[0]
+    elif mode == "one":
+        e = ends[-1]
+    else:
+        e = rng.choice(ends)
+    return e - a
+
+
 def split_read(req, mem, rng, *, rcb=64, mps=256, mode="rcb"):
     """The successful completions of MRd ``req`` reading ``mem`` (a ``HostMemory``), split:
     ``mode`` "one" (as few as MPS allows), "rcb" (at every RCB) or "random" (at random RCB
@@ -116,22 +135,7 @@ def split_read(req, mem, rng, *, rcb=64, mps=256, mode="rcb"):
     out = []
     a, left = req.start, req.nbytes
     while left:
-        # legal ends: RCB-aligned addresses, or the end of the request
-        limit = min(a + left, a + mps)
-        ends = list(range((a // rcb + 1) * rcb, limit + 1, rcb))
-        if a + left <= limit:
-            ends.append(a + left)
-        ends = sorted(set(ends))
-        if mode == "rcb":
-            e = ends[0]
-        elif mode == "one":
-            e = ends[-1]
-        else:
-            e = rng.choice(ends)
-        # an MPS-sized completion must not exceed MPS in DWs counting the first DW's padding
-        while ((a & 3) + (e - a) + 3) // 4 > mps // 4:
-            e = max(x for x in ends if x < e)
-        n = e - a
+        n = completion_size(a, left, mps, mode, rng, rcb)
         out.append(completion(req, data=mem.read(a, n), lower_addr=a & 0x7F, byte_count=left))
         a += n
         left -= n

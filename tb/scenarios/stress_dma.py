@@ -71,7 +71,7 @@ import os
 import random
 
 import cocotb
-from cocotb.triggers import Timer
+from cocotb.triggers import RisingEdge, Timer
 from cocotb.utils import get_sim_time
 
 from tb.env.fabric import CLK_PERIOD_NS
@@ -130,7 +130,7 @@ class DmaStress:
             self.p_bad = 0.5
         for k in ("reads", "writes", "read_bytes", "write_bytes", "mrd", "mwr", "cpl",
                   "bad_cpl", "late_cpl", "above_4g", "cross_4k", "big", "silent", "tag_bursts",
-                  "lost", "cpl_waits", *STATUS_NAMES):
+                  "lost", "cpl_waits", "mrd_after_flr", *STATUS_NAMES):
             s.stats[f"dma_{k}"] = 0
         self.st = s.stats
         # Device Control values the function may be using (see _dc_sets)
@@ -150,6 +150,8 @@ class DmaStress:
         cfg.write, cfg.reset = write, reset
         self._dc_note()
         s.drv.on_sent = self._on_rx_sent
+        self.flr_mrd = None                 # tag of the MRd on tx when an FLR came (_watch_flr)
+        cocotb.start_soon(self._watch_flr())
 
     # ---------------------------------------------------------------- Device Control --
     def _dc_now(self):
@@ -380,11 +382,34 @@ class DmaStress:
         elif op.attr != r.attr:
             self._fail(f"{what} of {op!r}: Attr {r.attr:#x} after {op.attr:#x} on the same request")
 
+    async def _watch_flr(self):
+        """An MRd the function already offered on ``tx`` when an FLR comes cannot be taken back
+        (``tx`` keeps a beat offered until it is taken): it leaves after the FLR although its
+        read was answered RESET, and the host answers it late (PCIe 6.6.2: completions of
+        requests from before the FLR are discarded).  The FLR's edge is watched for one; any
+        other MRd of a finished read is still an error."""
+        d = self.dut
+        f = self.s.desc.ports["tx__payload"]["fields"]
+        while True:
+            await RisingEdge(d.flr)
+            if not int(d.tx__valid.value):
+                continue
+            p = int(d.tx__payload.value)
+            dw0 = p >> f["data"][0] & 0xFFFF_FFFF
+            dw1 = p >> (f["data"][0] + 32) & 0xFFFF_FFFF
+            if p >> f["first"][0] & 1 and dw0 >> 24 in (0x00, 0x20):
+                self.flr_mrd = dw1 >> 8 & 0xFF
+
     def _on_mrd(self, dws):
         r = self._parse(dws, "MRd")
         if r is None:
             return
         self.st["dma_mrd"] += 1
+        if self.flr_mrd is not None and r.tag == self.flr_mrd:
+            self.flr_mrd = None
+            self.st["dma_mrd_after_flr"] += 1
+            self.host.request(r)            # answered by _late(), discarded by the function
+            return
         op = self._attribute(self.rd_issue, r, "MRd")
         if op is None:
             return
@@ -639,6 +664,8 @@ class DmaStress:
         it still owed (garbage data): the function must discard it (Unexpected Completion)."""
         await self._wait(lambda: not self.live and not self.be.pending, 50_000,
                          "DMA requests not answered after an FLR without completions (DMA-19)")
+        await self._wait(lambda: self.flr_mrd is None, 400_000,
+                         "the MRd offered on tx at the FLR never left")
         await self._late()
 
     async def _late(self):
@@ -665,8 +692,12 @@ class DmaStress:
         await self._cycles(rng.randint(0, 120))
 
     async def before_reset(self):
-        """A conventional reset is coming: most of the time with DMA in flight."""
+        """A conventional reset is coming: most of the time with DMA in flight.  The host stops
+        answering now: a completion it started after the stress drained ``rx`` would be cut by
+        the reset and its rest arrive as a fragment, which is the rx driver's doing, not the
+        function's (the stress cuts a TLP only when it means to, ``drv.abort``)."""
         await self._in_flight()
+        self.host.pause = True
 
     def at_reset(self):
         """``rst`` is asserted: the back-end is reset with the function; what was pending is

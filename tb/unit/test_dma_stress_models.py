@@ -2,8 +2,8 @@
 Python: the paged host memory and the completion sizes of the host completer."""
 import random
 
-from tb.host.dma_completer import RCB, completion_size
-from tb.models.dma_model import HostMemory, PagedMemory
+from tb.host.dma_completer import RCB
+from tb.models.dma_model import HostMemory, PagedMemory, completion_size
 
 
 def test_paged_memory_matches_host_memory():
