@@ -46,6 +46,7 @@ from amaranth.hdl import Module
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out, connect, flipped
 
+from ..skid import SkidBuffer
 from ..tlp.layouts import beat_layout, tlp_stream
 from .completion_reassembly import CompletionReassembly
 from .layouts import dma_signatures
@@ -122,7 +123,12 @@ class Requester(wiring.Component):
         connect(m, flipped(self.dma_req), eng.req)
         connect(m, tags.alloc, eng.tag)
         connect(m, eng.mrd, flipped(self.mrd))
-        connect(m, eng.wcmd, wp.cmd)
+        # write chunks through a skid buffer: the packer's ``cmd.ready`` (its beat counter, data
+        # FIFO level) does not reach the engine's chunk arithmetic in the same cycle (Fmax); no
+        # added latency while the packer takes chunks as they come
+        m.submodules.wcmd_skid = wskid = SkidBuffer(eng.wcmd.payload.shape())
+        connect(m, eng.wcmd, wskid.i)
+        connect(m, wskid.o, wp.cmd)
         connect(m, flipped(self.dma_wdata), wp.wdata)
         connect(m, wp.tx, flipped(self.mwr))
         connect(m, wp.wdone, flipped(self.dma_wdone))

@@ -27,11 +27,12 @@ Timing: the first beat of a chunk's MWr is valid 1 cycle after the chunk and its
 present (output register); back-to-back chunks leave without idle beats when MPS-aligned.
 """
 from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed
-from amaranth.lib import fifo, stream, wiring
+from amaranth.lib import data, fifo, stream, wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import exact_log2
 
-from ..tlp.layouts import tlp_stream
+from ..skid import SkidBuffer
+from ..tlp.layouts import beat_layout, tlp_stream
 from .layouts import DmaStatus, DmaWriteBeat
 from .request_engine import WriteChunk, request_header
 
@@ -139,20 +140,32 @@ class WritePacker(wiring.Component):
         H = Signal(W)              # data beat popped - 1
         H2 = Signal(W)             # data beat popped - 2
         req_status = Signal(DmaStatus)
-        m.d.comb += self.busy.eq(cmd.valid | busy | self.tx.valid)
-
-        # ---- output register ---------------------------------------------------------------------
-        tx = self.tx
-        out_end = Signal()         # the beat in tx is the last of its request
+        # ---- output register, then a skid buffer to ``tx`` ---------------------------------------
+        # The skid buffer's ``i.ready`` is a register: ``tx.ready`` does not reach the beat
+        # production below (Fmax).  The end of a request and its status go through the buffer
+        # with the beat, so that ``dma_wdone`` and ``n_done`` still count a write when its last
+        # beat is accepted by ``tx`` itself (DMA-15, DMA-16), not when it enters the buffer.
+        tx = tlp_stream(W).create(path=("tx_reg",))
+        out_end = Signal()         # the beat in tx_reg is the last of its request
         out_status = Signal(DmaStatus)
+        m.submodules.out_skid = skid = SkidBuffer(data.StructLayout({
+            "beat": beat_layout(W), "end": 1, "status": DmaStatus}))
+        m.d.comb += [
+            skid.i.valid.eq(tx.valid), skid.i.payload.beat.eq(tx.payload),
+            skid.i.payload.end.eq(out_end), skid.i.payload.status.eq(out_status),
+            tx.ready.eq(skid.i.ready),
+            self.tx.valid.eq(skid.o.valid), self.tx.payload.eq(skid.o.payload.beat),
+            skid.o.ready.eq(self.tx.ready),
+        ]
+        m.d.comb += self.busy.eq(cmd.valid | busy | tx.valid | self.tx.valid)
         load = Signal()
         m.d.comb += load.eq(~tx.valid | tx.ready)
         with m.If(tx.valid & tx.ready):
             m.d.sync += tx.valid.eq(0)
-        push_tx = tx.valid & tx.ready & out_end
+        push_tx = self.tx.valid & self.tx.ready & skid.o.payload.end
         push_drop = Signal()
         m.d.comb += [dq.w_en.eq(push_tx | push_drop),
-                     dq.w_data.eq(Mux(push_tx, out_status, req_status))]
+                     dq.w_data.eq(Mux(push_tx, skid.o.payload.status, req_status))]
         with m.If(dq.w_en):
             m.d.sync += n_done.eq(n_done + 1)
 
@@ -186,7 +199,7 @@ class WritePacker(wiring.Component):
                 m.d.comb += pop.eq(q.r_rdy)
                 with m.If(q.r_rdy):
                     m.d.sync += popped.eq(popped + 1)
-            with m.Elif(~tx.valid):
+            with m.Elif(~tx.valid & ~self.tx.valid):
                 # answered after any earlier request's last MWr left (wdone in order)
                 m.d.comb += push_drop.eq(1)
                 m.d.sync += [dropping.eq(0), popped.eq(0), req_status.eq(DmaStatus.OK)]
