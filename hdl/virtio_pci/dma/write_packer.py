@@ -52,7 +52,7 @@ class WritePacker(wiring.Component):
     wr_accept : In pulse, the request engine accepted a write request.
     wr_credit : Out, one more write request may be accepted.
     busy : Out, a write chunk is queued or being sent (MRds wait: ordering).
-    n_ready, n_done : Out(8), ordering counters (see above), registered (one cycle late).
+    n_ready, n_done : Out(8), ordering counters (see above).
     bme, flr, requester_id : In, from config space.
     """
 
@@ -111,10 +111,7 @@ class WritePacker(wiring.Component):
         acc_d = Signal(8)
         last_d = Signal(8)
         m.d.comb += [acc_d.eq(n_acc - n_done), last_d.eq(n_last - n_done)]
-        # registered for the completion barrier (Fmax): one cycle late, so the barrier waits a
-        # cycle longer for a write that just finished, and a completion (at least two cycles
-        # behind its host request) still sees every write ready before that request arrived
-        m.d.sync += [self.n_ready.eq(n_done + Mux(acc_d < last_d, acc_d, last_d)),
+        m.d.comb += [self.n_ready.eq(n_done + Mux(acc_d < last_d, acc_d, last_d)),
                      self.n_done.eq(n_done)]
 
         # FLR: every write request accepted before it and not yet answered is answered RESET
