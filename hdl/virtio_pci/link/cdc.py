@@ -114,6 +114,10 @@ class CdcEndpoint(wiring.Component):
         return m
 
 
+#: an adapter's members toward the endpoint, connected by ``AdaptedEndpoint``, never wrapper ports
+_CORE_SIDE = ("core_rx", "core_tx", "core_flr")
+
+
 class AdaptedEndpoint(wiring.Component):
     """Base of the vendor wrapped tops (``PTileEndpoint``, ``UsPlusEndpoint``): ``VirtioPciEndpoint``
     behind a link adapter (``core_rx``/``core_tx`` toward the endpoint), with a ``TlpCdc`` between
@@ -135,7 +139,7 @@ class AdaptedEndpoint(wiring.Component):
         self.adapter = adapter_cls(self.params.data_width)
         self.tlp_cdc = TlpCdc(self.params.data_width, depth=cdc_depth) if cdc else None
         members = {n: mb for n, mb in self.adapter.signature.members.items()
-                   if n not in ("core_rx", "core_tx", "core_flr") + self._skip}
+                   if n not in _CORE_SIDE + self._skip}
         members.update({n: mb for n, mb in self.endpoint.signature.members.items()
                         if n not in ("rx", "tx") + self._skip})
         wiring.Component.__init__(self, members)
@@ -167,7 +171,7 @@ class AdaptedEndpoint(wiring.Component):
             else:
                 m.d.comb += ad.core_flr.eq(ep.flr)
         self._link_extra(m, ep, ad)
-        forward_ports(m, self, ad, skip=("core_rx", "core_tx", "core_flr") + self._skip)
+        forward_ports(m, self, ad, skip=_CORE_SIDE + self._skip)
         forward_ports(m, self, ep, skip=("rx", "tx") + self._skip)
         return m
 
