@@ -198,6 +198,7 @@ class VirtioPciEndpoint(wiring.Component):
                 # PCIe 5.3.1.4.1: no requests in D3hot either (refused with status BME)
                 req.bus_master.eq(cfg.command[2] & ~cfg.d3hot),
                 req.flr.eq(flr_rst),
+                req.mrd_held.eq(arbiter.held[2]),
                 req.mps.eq(cfg.mps), req.mrrs.eq(cfg.mrrs), req.ext_tag.eq(cfg.ext_tag),
                 req.relaxed_en.eq(cfg.relaxed_en), req.no_snoop_en.eq(cfg.no_snoop_en),
                 req.cto_disable.eq(cfg.cto_disable), req.requester_id.eq(depkt.completer_id),

@@ -182,3 +182,69 @@ def test_dma_bme_cleared_mid_transfer():
     late = [(c, r) for c, r in b.tlps if c > b.bme_clear_at + 40]
     assert not late, f"{len(late)} requests left after BME was cleared"
     assert 0 < len(b.tlps) < 16384 // 128, "the transfer was cut, not refused or finished"
+
+
+@pytest.mark.parametrize("held", [False, True], ids=["waiting", "on_tx"])
+def test_dma_flr_withdraws_unsent_mrd(held):
+    """DMA-19 (and PCIe 7.5.1.1.3, no request with Bus Master Enable clear): an MRd still waiting
+    in the requester's output register when an FLR comes, not yet presented on ``tx`` by the
+    arbiter (``mrd_held`` clear), is withdrawn in the FLR's cycle and never leaves; its read ends
+    with RESET and its tag is free at once (no completion can come for it).  An MRd the arbiter
+    already presents (``mrd_held`` set) is kept under the stream rules, leaves, and its tag stays
+    quarantined until the completion timeout like that of any MRd that left."""
+    from virtio_pci.dma.layouts import DmaStatus
+    from virtio_pci.dma.requester import Requester
+    from .helpers import Bench
+
+    dut = Requester(128, n_tags=32, max_read=512, max_payload=256, timeout=TIMEOUT)
+    b = Bench(dut, f"dma_flr_withdraw_{'held' if held else 'waiting'}")
+    seen = {}
+
+    async def tb(ctx):
+        for k, v in dict(requester_id=0x0A08, bus_master=1, mps=1, mrrs=2).items():
+            ctx.set(getattr(dut, k), v)
+        ctx.set(dut.mrd.ready, 0)
+        ctx.set(dut.mrd_held, int(held))
+        ctx.set(dut.dma_rdata.ready, 1)
+        ctx.set(dut.dma_req.payload, {"write": 0, "addr": 0x7000_0000, "len_m1": 255})
+        ctx.set(dut.dma_req.valid, 1)
+        while True:
+            _, _, ready = await ctx.tick().sample(dut.dma_req.ready)
+            if ready:
+                break
+        ctx.set(dut.dma_req.valid, 0)
+        while not ctx.get(dut.mrd.valid):
+            await ctx.tick()
+        for _ in range(5):                       # the MRd waits, tx busy elsewhere
+            await ctx.tick()
+        assert ctx.get(dut.mrd.valid) and ctx.get(dut.tags_free) == 31
+        ctx.set(dut.flr, 1)
+        seen["valid_at_flr"] = ctx.get(dut.mrd.valid)
+        await ctx.tick()
+        ctx.set(dut.flr, 0)
+        ctx.set(dut.bus_master, 0)               # the FLR cleared Command
+        left = 0
+        status = None
+        for c in range(200):
+            if held and c == 20:
+                ctx.set(dut.mrd.ready, 1)
+            _, _, mv, mr, rv, rp, free = await ctx.tick().sample(
+                dut.mrd.valid, dut.mrd.ready, dut.dma_rdata.valid, dut.dma_rdata.payload,
+                dut.tags_free)
+            if mv and mr:
+                left += 1
+            if rv and rp.last:
+                status = rp.status
+            if c == 60:
+                seen["free_after"] = free
+        seen.update(left=left, status=status)
+
+    b.add(tb)
+    b.run(timeout=2000)
+    assert seen["status"] == DmaStatus.RESET, seen
+    if held:
+        assert seen["valid_at_flr"] and seen["left"] == 1, seen
+        assert seen["free_after"] == 31, seen     # quarantined: its completion may still come
+    else:
+        assert not seen["valid_at_flr"] and seen["left"] == 0, seen
+        assert seen["free_after"] == 32, seen     # free without waiting for the timeout

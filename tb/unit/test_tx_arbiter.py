@@ -7,7 +7,7 @@ import pytest
 
 from virtio_pci.tlp.tx_arbiter import TxArbiter
 
-from .helpers import Bench, drive, StreamMonitor, seeded
+from .helpers import Bench, Sampler, drive, StreamMonitor, payload_bits, seeded
 
 WIDTHS = [64, 128, 256]
 
@@ -30,9 +30,13 @@ def source_tlps(rng, src, n, width, max_beats=5):
     return tlps
 
 
-def run_arbiter(width, n_src, per_src, *, name, rng, idle=0.0, ready_prob=1.0, max_beats=5):
+def run_arbiter(width, n_src, per_src, *, name, rng, idle=0.0, ready_prob=1.0, max_beats=5,
+                sample=False):
     dut = TxArbiter(width, n_src)
     b = Bench(dut, name)
+    if sample:
+        run_arbiter.sampler = b.add(Sampler(b.cycle, dut.tx.valid, dut.tx.ready, dut.tx.payload,
+                                            dut.held), background=True)
     mon = StreamMonitor(dut.tx, b.cycle, rng=rng, ready_prob=ready_prob, name="tx")
     streams = [source_tlps(rng, s, per_src, width, max_beats) for s in range(n_src)]
     total = sum(len(t) for s in streams for t in s)
@@ -118,3 +122,25 @@ def test_single_beat_back_to_back():
     edges = [c for c, _ in mon.items]
     assert edges == list(range(edges[0], edges[0] + 20))
     assert [s for s, _ in order] == [1, 0] * 10 or [s for s, _ in order] == [0, 1] * 10
+
+
+def test_held_marks_a_presented_beat():
+    """``held`` (used to withdraw an unsent MRd at an FLR) is set for source i exactly while the
+    arbiter is locked to it: the last beat tx showed came from source i and was not its TLP's
+    last beat taken.  A source whose bit is clear may still withdraw; one whose bit is set is
+    on tx (or between two beats of a TLP)."""
+    rng = seeded("arb-held")
+    streams, mon = run_arbiter(128, 4, 15, name="arb_held", rng=rng, idle=0.4, ready_prob=0.5,
+                               sample=True)
+    reassemble(mon.items, streams)
+    rows = run_arbiter.sampler.rows
+    n_held = 0
+    locked = None
+    for (_, v, r, p, _), (c, _, _, _, h) in zip(rows, rows[1:]):
+        if v:
+            src = (payload_bits(p.data) & 0xFFFF_FFFF) >> 28
+            locked = None if (r and p.last) else src
+        want = 0 if locked is None else 1 << locked
+        assert h == want, f"edge {c}: held {h:#x}, expected {want:#x}"
+        n_held += bool(want)
+    assert n_held > 20

@@ -32,13 +32,16 @@ completion can never land in a new request's slot.
 Completion timeout: a tag outstanding for ``timeout`` cycles (checked by a scanner that visits
 one tag per cycle, so the timeout fires between ``timeout`` and ``timeout + n_tags + 1`` cycles
 after the MRd) ends with TIMEOUT (``err_timeout``: non-fatal error), unless Completion Timeout
-Disable (Device Control 2) is set.  An FLR ends every live request with RESET.
+Disable (Device Control 2) is set.  An FLR ends every live request with RESET.  A tag whose MRd
+the request engine withdrew at the FLR (it never left: ``withdraw_valid``) is not outstanding any
+more, so it is free as soon as the read-out has answered it.
 
 Ports
 -----
 rx_fire : In, a beat of ``rx`` is accepted this cycle; rx_beat : In, that beat.
 rx_malformed : In, the depacketizer's verdict for the TLP whose last beat is accepted this cycle.
 issue_valid / issue : In (``IssueInfo``), an MRd leaves (tag taken from the pool this cycle).
+withdraw_valid / withdraw_tag : In, at an FLR: that tag's MRd was withdrawn before it left.
 q_tag : In; q_done, q_status : Out (combinational), whether the read-out may take tag ``q_tag``
     and with which status.
 done_valid / done_tag : In, the read-out has read the tag's slot.
@@ -77,6 +80,8 @@ class CompletionReassembly(wiring.Component):
             "rx_malformed": In(1),
             "issue_valid": In(1),
             "issue": In(IssueInfo),
+            "withdraw_valid": In(1),
+            "withdraw_tag": In(8),
             "q_tag": In(8),
             "q_done": Out(1),
             "q_status": Out(DmaStatus),
@@ -338,6 +343,9 @@ class CompletionReassembly(wiring.Component):
             for t in range(n):
                 with m.If(outst[t] & ~done[t]):
                     m.d.sync += [done[t].eq(1), status[t].eq(DmaStatus.RESET)]
+        # (after every other update of ``outst``: no completion can come for a withdrawn MRd)
+        with m.If(self.withdraw_valid):
+            m.d.sync += outst.bit_select(self.withdraw_tag[:tb_], 1).eq(0)
 
         # ---- read-out interface and tag release ----------------------------------------------------
         qsel = self.q_tag[:tb_]

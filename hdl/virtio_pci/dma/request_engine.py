@@ -20,6 +20,13 @@ off by BME being cleared or by an FLR, is queued for the read-out as one chunk w
 (status BME, resp. RESET); nothing is sent for it.  Write chunks always go to the write packer,
 which checks BME when a chunk is about to leave (writes must not leave after BME was cleared).
 
+An MRd in the output register that the tx arbiter has not presented on ``tx`` yet (``mrd_held``
+clear) when an FLR comes is withdrawn in that cycle: it would otherwise leave after the FLR, with
+Bus Master Enable clear (PCIe 7.5.1.1.3, DMA-19).  ``withdraw_valid`` / ``withdraw_tag`` tell the
+completion reassembly that no completion can come for that tag, so it is freed at once instead of
+being quarantined.  An MRd already presented stays (stream rules) and leaves; its tag is
+quarantined like that of any MRd that left.
+
 Ordering: MRds are not issued while the write packer holds unsent write chunks (a read does not
 pass a posted write of the same requester, PCIe 2.4.1 row B column 2).
 
@@ -155,6 +162,8 @@ class RequestEngine(wiring.Component):
     wr_credit : In, the write packer can take one more write request (its ``dma_wdone`` answer
         has room); write requests wait for it.
     wr_busy : In, the write packer holds unsent write chunks; MRds wait (ordering).
+    mrd_held : In, the tx arbiter presents the MRd on ``tx`` and must keep it (``TxArbiter.held``).
+    withdraw_valid/withdraw_tag : Out, pulse: the MRd with this tag was withdrawn at an FLR.
     bme, flr, mps, mrrs, relaxed_en, no_snoop_en, requester_id : In, from config space.
     """
 
@@ -177,6 +186,9 @@ class RequestEngine(wiring.Component):
             "wr_accept": Out(1),
             "wr_credit": In(1),
             "wr_busy": In(1),
+            "mrd_held": In(1),
+            "withdraw_valid": Out(1),
+            "withdraw_tag": Out(8),
             "bme": In(1),
             "flr": In(1),
             "mps": In(3),
@@ -245,14 +257,22 @@ class RequestEngine(wiring.Component):
         hdr_is4 = Signal()
         beat_i = Signal()          # second beat of a W=64 header
         n_beats = 2 if L == 2 else 1
-        mrd_free = ~mrd.valid | (mrd.ready & mrd.payload.last)
+        mrd_v = Signal()           # the output register holds an MRd
+        mrd_tag = Signal(8)
+        withdraw = Signal()
+        m.d.comb += [withdraw.eq(mrd_v & self.flr & ~self.mrd_held),
+                     mrd.valid.eq(mrd_v & ~withdraw),
+                     self.withdraw_valid.eq(withdraw), self.withdraw_tag.eq(mrd_tag)]
+        with m.If(withdraw):
+            m.d.sync += [mrd_v.eq(0), beat_i.eq(0)]
+        mrd_free = ~mrd_v | (mrd.ready & mrd.payload.last)
         with m.If(mrd.valid & mrd.ready):
             if n_beats == 2:
                 m.d.sync += beat_i.eq(~beat_i)
                 with m.If(mrd.payload.last):
-                    m.d.sync += mrd.valid.eq(0)
+                    m.d.sync += mrd_v.eq(0)
             else:
-                m.d.sync += mrd.valid.eq(0)
+                m.d.sync += mrd_v.eq(0)
         if L == 2:
             m.d.comb += [
                 mrd.payload.data.eq(Mux(beat_i, Cat(hdr[2], hdr[3]), Cat(hdr[0], hdr[1]))),
@@ -317,8 +337,8 @@ class RequestEngine(wiring.Component):
             with m.Elif(order_free & mrd_free & self.tag.valid & ~self.wr_busy & ~self.wcmd.valid
                         & ~self.flr):
                 m.d.comb += [self.tag.ready.eq(1), self.issue_valid.eq(1), advance.eq(1)]
-                m.d.sync += [self.order.valid.eq(1), self.order.payload.eq(o), mrd.valid.eq(1),
-                             hdr_is4.eq(is4), beat_i.eq(0)]
+                m.d.sync += [self.order.valid.eq(1), self.order.payload.eq(o), mrd_v.eq(1),
+                             mrd_tag.eq(self.tag.payload), hdr_is4.eq(is4), beat_i.eq(0)]
                 m.d.sync += [h.eq(d) for h, d in zip(hdr, dws)]
         with m.If(active & write & wcmd_free):
             m.d.comb += advance.eq(1)

@@ -64,6 +64,8 @@ class Requester(wiring.Component):
     -----
     dma_req, dma_wdata : In streams; dma_rdata, dma_wdone : Out streams (``dma/layouts.py``).
     mrd, mwr : Out TLP streams (memory reads / writes), for two tx arbiter inputs.
+    mrd_held : In, the tx arbiter must keep the MRd it presents (``TxArbiter.held``); an MRd not
+        held is withdrawn at an FLR.
     rx_fire, rx_beat, rx_malformed : In, the rx beat accepted this cycle and the depacketizer's
         verdict on the TLP it ends.
     n_ready, n_done : Out, ordering counters for the ``CompletionBarrier``.
@@ -83,6 +85,7 @@ class Requester(wiring.Component):
             "dma_rdata": Out(sigs["dma_rdata"]),
             "dma_wdone": Out(sigs["dma_wdone"]),
             "mrd": Out(tlp_stream(width)),
+            "mrd_held": In(1),
             "mwr": Out(tlp_stream(width)),
             "rx_fire": In(1),
             "rx_beat": In(beat_layout(width)),
@@ -137,6 +140,8 @@ class Requester(wiring.Component):
         m.d.comb += [
             eng.wr_credit.eq(wp.wr_credit), eng.wr_busy.eq(wp.busy), wp.wr_accept.eq(eng.wr_accept),
             cpl.issue_valid.eq(eng.issue_valid), cpl.issue.eq(eng.issue),
+            eng.mrd_held.eq(self.mrd_held),
+            cpl.withdraw_valid.eq(eng.withdraw_valid), cpl.withdraw_tag.eq(eng.withdraw_tag),
             cpl.rx_fire.eq(self.rx_fire), cpl.rx_beat.eq(self.rx_beat),
             cpl.rx_malformed.eq(self.rx_malformed),
             rbuf.we.eq(cpl.we), rbuf.waddr.eq(cpl.waddr), rbuf.wdata.eq(cpl.wdata),

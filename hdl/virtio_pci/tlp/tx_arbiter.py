@@ -4,6 +4,12 @@ Round-robin between sources; once a source's beat is presented the grant holds u
 last beat is accepted, so payloads never change under a stalled ``valid`` (stream rules) and
 beats of two TLPs never interleave.  Purely combinational on the data path: it adds no latency.
 Sources (in order): completions, MSI-X writes, INTx messages, back-end requests.
+
+``held`` (one bit per source) says the arbiter is locked to that source: its beat was presented
+on ``tx`` in an earlier cycle and not taken (``tx`` must keep it), or a TLP of it is between its
+first and last beat.  A source whose bit is clear is not on ``tx`` yet (or offered for the first
+time this cycle) and may still drop ``valid`` in this cycle (the request engine withdraws an
+unsent MRd at an FLR).
 """
 from amaranth.hdl import Module, Mux, Signal
 from amaranth.lib import wiring
@@ -19,6 +25,7 @@ class TxArbiter(wiring.Component):
         self._n = n_sources
         members = {f"src{i}": In(tlp_stream(width)) for i in range(n_sources)}
         members["tx"] = Out(tlp_stream(width))
+        members["held"] = Out(max(n_sources, 1))
         super().__init__(members)
 
     def source(self, i):
@@ -48,6 +55,8 @@ class TxArbiter(wiring.Component):
                 with m.Case(i):
                     m.d.comb += [tx.valid.eq(s.valid), tx.payload.eq(s.payload),
                                  s.ready.eq(tx.ready)]
+        for i in range(n):
+            m.d.comb += self.held[i].eq(busy & (grant == i))
         with m.If(tx.valid):
             m.d.sync += [grant.eq(cur), last_grant.eq(cur),
                          busy.eq(~(tx.ready & tx.payload.last))]
