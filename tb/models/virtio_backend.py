@@ -113,12 +113,15 @@ class _Source:
 
 class _Sink:
     """Accepts one output stream of the RTL; ``stall`` is the probability of ready=0 in a cycle
-    where valid is high.  ``on_item(payload_int)`` runs for each transfer."""
+    where valid is high, ignored while ``calm`` is set (a measurement that needs the port ready
+    sets ``calm`` instead of changing ``stall``, which a random stretch may be changing at the
+    same time).  ``on_item(payload_int)`` runs for each transfer."""
 
     def __init__(self, clk, valid, ready, payload, on_item, stall=0.0, rng=None):
         self.clk, self.valid, self.ready, self.payload = clk, valid, ready, payload
         self.on_item = on_item
         self.stall = stall
+        self.calm = False
         self.rng = rng or random.Random()
         self.paused = False
         self._task = cocotb.start_soon(self._run())
@@ -141,7 +144,8 @@ class _Sink:
                 continue
             if self._rdy:
                 self.on_item(int(self.payload.value))
-            new = 0 if self.paused or (self.stall and self.rng.random() < self.stall) else 1
+            new = 0 if self.paused or (self.stall and not self.calm
+                                       and self.rng.random() < self.stall) else 1
             if new != self._rdy:
                 self.ready.value = self._rdy = new
 

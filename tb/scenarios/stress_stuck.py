@@ -412,6 +412,20 @@ class StuckEpisodes:
         w = st.width
         keep = st.drv.rx_idle
         st.drv.rx_idle = 0.0
+        # the bound holds with every back-end port but the stuck one ready: the other ports'
+        # random back-pressure (and a random stretch of ready low, ``Stress._long_stall``) is off
+        # and what they hold has left, else doorbells / queue events from the traffic before,
+        # which ``_drain`` does not wait for, hold rx (seed
+        # 1049823869793333832706662581017718768129834710383 on m0 with registered DMA ordering
+        # counters: doorbells behind random back-pressure held a timed read 362 cycles)
+        calm = [sk for n, sk in (("doorbell", st.be.doorbell_sink), ("qevent", st.be.qevent_sink))
+                if n != self.active.port]
+        for sk in calm:
+            sk.calm = True
+        quiet = 0
+        while quiet < 8:
+            await RisingEdge(dut.clk)
+            quiet = 0 if any(int(sk.valid.value) for sk in calm) else quiet + 1
         t = {}
         tag = None
         trace = [] if os.environ.get("VPCI_STUCK_TRACE") else None
@@ -472,6 +486,8 @@ class StuckEpisodes:
                        f"{10 * self.T + 2000} cycles")
             st.sb.raise_first()
         st.drv.rx_idle = keep
+        for sk in calm:
+            sk.calm = False
         took = t["ans"] - t["off"]
         if trace is not None and took > bound:
             for row in trace:
