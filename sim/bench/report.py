@@ -216,13 +216,8 @@ def format_report(res):
         out.append(_breakdown_table(bd))
     fm = res.get("fmax")
     if fm:
-        if "error" in fm:
-            out.append(f"Fmax: {fm['error']}")
-        else:
-            cp = fm.get("critical_path", {})
-            out.append(f"Fmax (nextpnr-ecp5, {fm['device']}, default configuration, {fm['args']}): "
-                       f"{fm['fmax_mhz']} MHz; critical path {cp.get('from')} -> {cp.get('to')} "
-                       f"({cp.get('segments')} segments)")
+        from .synth import format_fmax
+        out.append(format_fmax(fm))
     cdc = res.get("cdc")
     if cdc:
         from .cdc import format_cdc

