@@ -52,7 +52,7 @@ class WritePacker(wiring.Component):
     wr_accept : In pulse, the request engine accepted a write request.
     wr_credit : Out, one more write request may be accepted.
     busy : Out, a write chunk is queued or being sent (MRds wait: ordering).
-    n_ready, n_done : Out(8), ordering counters (see above).
+    n_ready, n_done : Out(8), ordering counters (see above), registered (one cycle late).
     bme, flr, requester_id : In, from config space.
     """
 
@@ -111,7 +111,10 @@ class WritePacker(wiring.Component):
         acc_d = Signal(8)
         last_d = Signal(8)
         m.d.comb += [acc_d.eq(n_acc - n_done), last_d.eq(n_last - n_done)]
-        m.d.comb += [self.n_ready.eq(n_done + Mux(acc_d < last_d, acc_d, last_d)),
+        # registered for the completion barrier (Fmax): one cycle late, so the barrier waits a
+        # cycle longer for a write that just finished, and a completion (at least two cycles
+        # behind its host request) still sees every write ready before that request arrived
+        m.d.sync += [self.n_ready.eq(n_done + Mux(acc_d < last_d, acc_d, last_d)),
                      self.n_done.eq(n_done)]
 
         # FLR: every write request accepted before it and not yet answered is answered RESET
@@ -133,7 +136,6 @@ class WritePacker(wiring.Component):
         nbeats_m1 = Signal.like(t)
         last_keep = Signal(L)
         e = Signal(range(B))       # window offset: output = bytes [e, e + B) of Cat(H, X)
-        K = Signal(signed(18))     # beats that must have been popped for TLP beat t: t + K
         pay_beat = Signal.like(t)  # first TLP beat that carries payload
         chunk_last = Signal(14)    # index of the chunk's last data beat in its request
         popped = Signal(14)        # data beats of the current request popped so far
@@ -186,11 +188,17 @@ class WritePacker(wiring.Component):
         c_last = Signal(17)
         m.d.comb += c_last.eq((cp.offset + cp.n - 1) >> bshift)
         last_out = Signal()        # the last beat of the chunk in ``c`` is produced this cycle
-        popped_next = Signal.like(popped)
-        m.d.comb += popped_next.eq(Mux(last_out & c.last, 0, popped + pop))
-        need = Signal(signed(18))
-        m.d.comb += need.eq(c_last - popped_next + 1)
-        have_data = need <= q.level - pop
+        # every data beat of the chunk is in the FIFO: c_last - popped_next + 1 <= level - pop,
+        # with popped_next = 0 when the request ends this cycle (last_out & c.last), else
+        # popped + pop.  Written so that ``pop`` and ``last_out`` (the end of the beat production
+        # above, the deepest logic here) only select between comparisons of registers (Fmax):
+        # when the request goes on, pop cancels out.
+        lvl = Signal(signed(18))
+        m.d.comb += lvl.eq(q.level)
+        h_go_on = c_last + 1 <= popped + lvl
+        h_new0 = c_last + 1 <= lvl
+        h_new1 = c_last + 2 <= lvl
+        have_data = Mux(last_out & c.last, Mux(pop, h_new1, h_new0), h_go_on)
         refuse = abort | ~self.bme | (req_status != DmaStatus.OK)
 
         # consuming a refused request's data
@@ -205,9 +213,14 @@ class WritePacker(wiring.Component):
                 m.d.sync += [dropping.eq(0), popped.eq(0), req_status.eq(DmaStatus.OK)]
 
         # sending: beat t of the TLP
+        # registers that follow t (Fmax: no adder or comparator of t before the beat production's
+        # decisions): pneed = t + K, the data beats that must have been popped for TLP beat t
+        # (K = 1 - c_bytes // B, fixed per chunk); has_pay = t >= pay_beat; nxt_pay = t + 1 >=
+        # pay_beat; is_last = t == nbeats_m1
         pneed = Signal(signed(18))
-        m.d.comb += pneed.eq(t + K)
-        has_pay = t >= pay_beat
+        has_pay = Signal()
+        nxt_pay = Signal()
+        is_last = Signal()
         ahead = Signal()
         m.d.comb += ahead.eq(popped > pneed)
         with m.If(busy):
@@ -234,7 +247,6 @@ class WritePacker(wiring.Component):
                             with m.Case(k):
                                 m.d.comb += hsel.eq(hdr[k])
                     lanes.append(Mux(dw_i < h_dw, hsel, shifted[32 * j:32 * j + 32]))
-                is_last = t == nbeats_m1
                 m.d.sync += [
                     tx.valid.eq(1),
                     tx.payload.data.eq(Cat(*lanes)),
@@ -244,9 +256,13 @@ class WritePacker(wiring.Component):
                     out_end.eq(is_last & c.last),
                     out_status.eq(req_status),
                     t.eq(t + 1),
+                    pneed.eq(pneed + 1),
+                    has_pay.eq(nxt_pay),
+                    nxt_pay.eq(t + 2 >= pay_beat),
+                    is_last.eq(t + 1 == nbeats_m1),
                 ]
                 # pop X when the next beat needs it, or at the end of the request
-                nxt_needs = ~is_last & (t + 1 >= pay_beat) & (popped < pneed + 1)
+                nxt_needs = ~is_last & nxt_pay & (popped <= pneed)
                 end_pop = is_last & c.last & (popped <= c.req_beats_m1)
                 with m.If((nxt_needs | end_pop) & q.r_rdy):
                     m.d.comb += pop.eq(1)
@@ -268,16 +284,22 @@ class WritePacker(wiring.Component):
                 with m.If(cp.last):
                     m.d.sync += [dropping.eq(1), chunk_last.eq(cp.req_beats_m1)]
             with m.Elif(have_data):
+                pb = (hd * 4 + cp.addr[:2]) >> bshift
+                nb_m1 = (total_dw - 1) >> exact_log2(L)
                 m.d.comb += cmd.ready.eq(1)
                 m.d.sync += [
                     busy.eq(1), c.eq(cp), t.eq(0), h_dw.eq(hd),
-                    nbeats_m1.eq((total_dw - 1) >> exact_log2(L)),
+                    nbeats_m1.eq(nb_m1),
                     last_keep.eq(Mux(total_dw[:exact_log2(L)] == 0, (1 << L) - 1,
                                      (Const(1, L + 1) << total_dw[:exact_log2(L)]) - 1)),
                     e.eq(neg[:bshift]),
-                    K.eq((neg >> bshift) + 1),
-                    pay_beat.eq((hd * 4 + cp.addr[:2]) >> bshift),
+                    pay_beat.eq(pb),
                     chunk_last.eq(c_last),
+                    # the registers that follow t, for t = 0
+                    pneed.eq((neg >> bshift) + 1),
+                    has_pay.eq(pb == 0),
+                    nxt_pay.eq(pb <= 1),
+                    is_last.eq(nb_m1 == 0),
                 ]
                 m.d.sync += [h.eq(d) for h, d in zip(hdr, dws)]
 
