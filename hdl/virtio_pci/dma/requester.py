@@ -67,7 +67,7 @@ class Requester(wiring.Component):
     mrd_held : In, the tx arbiter must keep the MRd it presents (``TxArbiter.held``); an MRd not
         held is withdrawn at an FLR.
     rx_fire, rx_beat, rx_malformed : In, the rx beat accepted this cycle and the depacketizer's
-        verdict on the TLP it ends.
+        verdict on the TLP it ends (registered here: completions are handled a cycle later).
     n_ready, n_done : Out, ordering counters for the ``CompletionBarrier``.
     bus_master, flr, mps, mrrs, ext_tag, relaxed_en, no_snoop_en, cto_disable, requester_id :
         In, from config space.
@@ -142,8 +142,7 @@ class Requester(wiring.Component):
             cpl.issue_valid.eq(eng.issue_valid), cpl.issue.eq(eng.issue),
             eng.mrd_held.eq(self.mrd_held),
             cpl.withdraw_valid.eq(eng.withdraw_valid), cpl.withdraw_tag.eq(eng.withdraw_tag),
-            cpl.rx_fire.eq(self.rx_fire), cpl.rx_beat.eq(self.rx_beat),
-            cpl.rx_malformed.eq(self.rx_malformed),
+
             rbuf.we.eq(cpl.we), rbuf.waddr.eq(cpl.waddr), rbuf.wdata.eq(cpl.wdata),
             rbuf.raddr.eq(rout.raddr), rbuf.ren.eq(rout.ren), rout.rdata.eq(rbuf.rdata),
             cpl.q_tag.eq(rout.q_tag), rout.q_done.eq(cpl.q_done), rout.q_status.eq(cpl.q_status),
@@ -152,6 +151,11 @@ class Requester(wiring.Component):
             self.n_ready.eq(wp.n_ready), self.n_done.eq(wp.n_done),
             self.tags_free.eq(tags.free_count),
         ]
+        # the snooped rx beats reach the completion reassembly through a register (Fmax): the
+        # endpoint's rx.ready chain does not run into the per-tag state in the same cycle.  Every
+        # completion is handled one cycle later; an FLR in that cycle still wins (RESET).
+        m.d.sync += [cpl.rx_fire.eq(self.rx_fire), cpl.rx_beat.eq(self.rx_beat),
+                     cpl.rx_malformed.eq(self.rx_malformed)]
         for i in range(3):
             m.d.comb += [getattr(tags, f"release{i}_valid").eq(getattr(cpl, f"release{i}_valid")),
                          getattr(tags, f"release{i}_tag").eq(getattr(cpl, f"release{i}_tag"))]
