@@ -10,7 +10,8 @@ One back-end request (``DmaRequest``) at a time becomes a sequence of chunks:
 * a read is split at multiples of ``R = min(MRRS, max_read)`` bytes (``max_read`` is the size of
   one tag's slot in the read buffer, ``VirtioPciParams.dma_max_read``); a write at multiples of
   MPS.  Both are powers of two up to 4096 that divide 4096, so no chunk crosses a 4 KiB boundary,
-  and every chunk lies inside one naturally aligned block of its size;
+  and every chunk lies inside one naturally aligned block of its size.  MPS and MRRS are taken
+  when the request is accepted: a change of Device Control applies from the next request;
 * a read chunk takes a tag from the tag pool, leaves as an MRd TLP (``mrd``), is announced to the
   completion reassembly (``issue``) and queued for the read-out in request order (``order``);
 * a write chunk is handed to the write packer (``wcmd``), which sends it once its data is in.
@@ -218,20 +219,8 @@ class RequestEngine(wiring.Component):
         first = Signal()
         aborted = Signal()         # an FLR cut this read request
 
-        m.d.comb += req.ready.eq(~active & (~req.payload.write | self.wr_credit))
-        with m.If(req.valid & req.ready):
-            p = req.payload
-            m.d.sync += [
-                active.eq(1), write.eq(p.write), addr.eq(p.addr), rem.eq(p.len_m1 + 1),
-                offset.eq(0), len_m1.eq(p.len_m1), first.eq(1), aborted.eq(0),
-                shift.eq(p.addr[:bshift]),
-                attr.eq(Cat(p.no_snoop & self.no_snoop_en, p.relaxed & self.relaxed_en)),
-            ]
-        m.d.comb += self.wr_accept.eq(req.valid & req.ready & req.payload.write)
-        with m.If(self.flr & active & ~write):
-            m.d.sync += aborted.eq(1)
-
-        # chunk boundary: MPS for writes, min(MRRS, slot) for reads (bytes, power of two)
+        # chunk boundary: MPS for writes, min(MRRS, slot) for reads (bytes, power of two),
+        # taken when the request is accepted (a request is split with one boundary)
         mps_b = Signal(13)
         mrrs_b = Signal(13)
         with m.Switch(self.mps):
@@ -243,9 +232,25 @@ class RequestEngine(wiring.Component):
                 with m.Case(c):
                     m.d.comb += mrrs_b.eq(min(size_code_bytes(c), S))
         bsz = Signal(13)
-        m.d.comb += bsz.eq(Mux(write, mps_b, mrrs_b))
+        # bytes from addr to the next boundary: registered (Fmax), since after the first chunk
+        # every chunk starts on a boundary, it is the whole boundary from then on
         to_b = Signal(13)
-        m.d.comb += to_b.eq(bsz - (addr[:12] & (bsz - 1)))
+
+        m.d.comb += req.ready.eq(~active & (~req.payload.write | self.wr_credit))
+        with m.If(req.valid & req.ready):
+            p = req.payload
+            p_bsz = Mux(p.write, mps_b, mrrs_b)
+            m.d.sync += [
+                active.eq(1), write.eq(p.write), addr.eq(p.addr), rem.eq(p.len_m1 + 1),
+                offset.eq(0), len_m1.eq(p.len_m1), first.eq(1), aborted.eq(0),
+                shift.eq(p.addr[:bshift]),
+                attr.eq(Cat(p.no_snoop & self.no_snoop_en, p.relaxed & self.relaxed_en)),
+                bsz.eq(p_bsz), to_b.eq(p_bsz - (p.addr[:12] & (p_bsz - 1))),
+            ]
+        m.d.comb += self.wr_accept.eq(req.valid & req.ready & req.payload.write)
+        with m.If(self.flr & active & ~write):
+            m.d.sync += aborted.eq(1)
+
         n = Signal(13)
         m.d.comb += n.eq(Mux(rem < to_b, rem, to_b))
         last_chunk = Signal()
@@ -344,7 +349,8 @@ class RequestEngine(wiring.Component):
             m.d.comb += advance.eq(1)
             m.d.sync += [self.wcmd.valid.eq(1), self.wcmd.payload.eq(w)]
         with m.If(advance):
-            m.d.sync += [addr.eq(addr + n), rem.eq(rem - n), offset.eq(offset + n), first.eq(0)]
+            m.d.sync += [addr.eq(addr + n), rem.eq(rem - n), offset.eq(offset + n), first.eq(0),
+                         to_b.eq(bsz)]
             with m.If(last_chunk):
                 m.d.sync += active.eq(0)
         return m
