@@ -93,6 +93,14 @@ class _Source:
         self.idle.clear()
         self.queue.put_nowait(value)
 
+    def flush(self):
+        """A conventional reset: what is queued or offered is gone (the back-end is reset too)."""
+        self._task.cancel()
+        self.queue = Queue()
+        self.valid.value = 0
+        self.idle.set()
+        self._task = cocotb.start_soon(self._run())
+
     async def _run(self):
         driven = 0
         while True:
@@ -168,6 +176,7 @@ class VirtioBackend:
         self.ports = desc.ports
         self.external_dcfg = "dcfg_req__valid" in self.ports
 
+        self._dcfg_gen = 0
         self.doorbells = []
         self.qevents = []
         self.resets = []
@@ -348,9 +357,20 @@ class VirtioBackend:
         self.dcfg_requests.append((_now(), f))
         cocotb.start_soon(self._answer_dcfg(f))
 
+    def conventional_reset(self):
+        """Called while ``rst`` is high: the back-end is reset with the function, so the device
+        config answers it still owed are dropped (else the first request after the reset takes
+        one of them as its own answer: stress seed 5001, m0)."""
+        self._dcfg_gen += 1
+        if self.external_dcfg:
+            self.dresp_src.flush()
+
     async def _answer_dcfg(self, f):
+        gen = self._dcfg_gen
         if self.dcfg_latency:
             await ClockCycles(self.clk, self.dcfg_latency)
+        if gen != self._dcfg_gen:
+            return
         dw = f["addr"]
         if f["write"]:
             if self.dcfg_writable:

@@ -1098,6 +1098,7 @@ class Stress:
         if self.dma is not None:
             self.dma.at_reset()
         await ClockCycles(self.dut.clk, self.rng.randrange(1, 8))
+        self.be.conventional_reset()
         self.dut.rst.value = 0
         # a tx beat offered in the last reset cycle is transferred at the reset edge and may
         # complete a TLP: forget the partial TLP only once the tx coroutine took that beat
