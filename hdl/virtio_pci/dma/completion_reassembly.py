@@ -25,6 +25,10 @@ outside a TLP, a fragment the depacketizer drops as malformed, belong to no comp
 * **zombie** (still outstanding, status already decided by an error, a timeout or an FLR):
   discarded and reported as unexpected; a consistent final completion ends the outstanding state.
 
+Timing (Fmax): a completion's effect on its tag's state (status, outstanding, bytes expected) and
+its error pulses come one cycle after its last beat; a completion of the same tag whose header
+arrives in that cycle sees the effect through a forwarding path.
+
 A request whose status is decided but whose completions may still come stays outstanding (its
 tag is not reused) until its final completion or one more completion timeout: a late
 completion can never land in a new request's slot.
@@ -50,7 +54,7 @@ we, waddr, wdata : Out, write port of the ``ReadBuffer``.
 requester_id, flr, cto_disable : In.
 err_unexpected, err_malformed, err_timeout, got_ur, got_ca, got_poisoned : Out pulses.
 """
-from amaranth.hdl import Const, Module, Mux, Signal, signed
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed
 from amaranth.lib import data, memory, wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2, exact_log2
@@ -170,13 +174,24 @@ class CompletionReassembly(wiring.Component):
         tag = h2.tag
         tag_ok = tag < n if n < 256 else Const(1)
         hsel = tag[:tb_]
+        # the commit of the completion before (``p_*``, one cycle behind its last beat) is not in
+        # the per-tag state yet: the lookup of a completion of the same tag sees its effect here
+        p_valid = Signal()      # a completion ended last cycle and is committed now
+        p_tag = Signal(8)
+        p_clear = Signal()      # ... ends its tag's outstanding state
+        p_setdone = Signal()    # ... decides its request's status
+        p_upd = Signal()        # ... counts down its request (rem / exp)
+        p_rem = Signal(13)
+        p_exp = Signal(12)
+        fwd = Signal()
+        m.d.comb += fwd.eq(p_valid & (p_tag[:tb_] == hsel))
         matched = Signal()
         m.d.comb += matched.eq(is_cpl & tag_ok & ~h0.t8 & ~h0.t9
                                & (h2.requester_id == self.requester_id)
-                               & outst.bit_select(hsel, 1))
-        t_done = done.bit_select(hsel, 1)
-        t_rem = rem[hsel]
-        t_exp = exp[hsel]
+                               & outst.bit_select(hsel, 1) & ~(fwd & p_clear))
+        t_done = done.bit_select(hsel, 1) | (fwd & p_setdone)
+        t_rem = Mux(fwd & p_upd, p_rem, rem[hsel])
+        t_exp = Mux(fwd & p_upd, p_exp, exp[hsel])
         bc = Signal(13)
         m.d.comb += bc.eq(Mux(h1.byte_count == 0, 4096, h1.byte_count))
         length = Signal(11)
@@ -267,48 +282,64 @@ class CompletionReassembly(wiring.Component):
                                      self.waddr[k].eq((g >> lb) - 8 // L),
                                      self.wdata[32 * k:32 * k + 32].eq(lane(j))]
 
-        # ---- commit at the last beat ---------------------------------------------------------------
+        # ---- commit, one cycle after the last beat (Fmax) -------------------------------------------
+        # the last beat registers what the completion does to its tag (from the header beat's
+        # decisions, ``c_*``, or this beat's when it is also the header beat); the per-tag state
+        # changes in the next cycle, and a completion of the same tag looked up in that cycle
+        # sees the change through ``fwd`` above
         last_now = self.rx_fire & in_frame & beat.last & (cur_b >= hb)
         k_now = Mux(at_hdr, kind, c_kind)
         t_now = Mux(at_hdr, tag, c_tag)
-        res_now = Mux(at_hdr, res, c_res)
         ends_now = Mux(at_hdr, ends, c_ends)
         fin_now = Mux(at_hdr, fin, c_final)
         cons_now = Mux(at_hdr, consistent, c_cons)
         car_now = Mux(at_hdr, carried.as_unsigned(), c_carried)
-        bad = self.rx_malformed
-        commit = Signal()
-        m.d.comb += commit.eq(last_now & (k_now != 0))
-        tsel = t_now[:tb_]
+        bad_now = self.rx_malformed
+        c_rem_new = Signal(13)
+        c_exp_new = Signal(12)
+        with m.If(at_hdr):
+            m.d.sync += [c_rem_new.eq(t_rem - carried.as_unsigned()),
+                         c_exp_new.eq(t_exp + carried.as_unsigned())]
+        p_kind = Signal(3)
+        p_res = Signal(DmaStatus)
+        p_bad = Signal()
+        p_flags = Signal(5)     # ur, ca, poisoned, malformed, is a completion
+        live = k_now != 0
+        m.d.sync += p_valid.eq(last_now)
+        m.d.sync += [
+            p_tag.eq(t_now), p_kind.eq(Mux(last_now, k_now, 0)), p_bad.eq(bad_now),
+            p_res.eq(Mux(at_hdr, res, c_res)),
+            p_flags.eq(Mux(at_hdr, Cat(ur, ca, poison, malf, any_cpl),
+                           Cat(c_ur, c_ca, c_poison, c_malf, c_is_cpl))),
+            p_clear.eq(live & ~bad_now & fin_now & ((k_now == 1) | cons_now)),
+            p_setdone.eq((k_now == 1) & (bad_now | ends_now)),
+            p_upd.eq(live & ~bad_now & cons_now & ~fin_now),
+            p_rem.eq(Mux(at_hdr, t_rem - carried.as_unsigned(), c_rem_new)),
+            p_exp.eq(Mux(at_hdr, t_exp + carried.as_unsigned(), c_exp_new)),
+        ]
+        commit = p_valid & (p_kind != 0)
+        tsel = p_tag[:tb_]
+        t_now = p_tag
         clear_out = Signal()
-        with m.If(last_now):
-            with m.If(k_now == 0):
-                m.d.comb += self.err_unexpected.eq(~bad & Mux(at_hdr, any_cpl, c_is_cpl))
-            with m.Elif(k_now == 1):
-                with m.If(bad):
+        m.d.comb += clear_out.eq(p_valid & p_clear)
+        with m.If(p_valid):
+            with m.If(p_kind == 0):
+                m.d.comb += self.err_unexpected.eq(~p_bad & p_flags[4])
+            with m.Elif(p_kind == 1):
+                with m.If(p_bad):
                     m.d.sync += [done.bit_select(tsel, 1).eq(1),
                                  status[tsel].eq(DmaStatus.MALFORMED)]
                 with m.Else():
-                    m.d.comb += [self.got_ur.eq(Mux(at_hdr, ur, c_ur)),
-                                 self.got_ca.eq(Mux(at_hdr, ca, c_ca)),
-                                 self.got_poisoned.eq(Mux(at_hdr, poison, c_poison)),
-                                 self.err_malformed.eq(Mux(at_hdr, malf, c_malf))]
-                    with m.If(ends_now):
-                        m.d.sync += [done.bit_select(tsel, 1).eq(1), status[tsel].eq(res_now)]
-                    with m.If(fin_now):
-                        m.d.comb += clear_out.eq(1)
-                    with m.Elif(cons_now):
-                        m.d.sync += [rem[tsel].eq(rem[tsel] - car_now),
-                                     exp[tsel].eq(exp[tsel] + car_now)]
+                    m.d.comb += [self.got_ur.eq(p_flags[0]), self.got_ca.eq(p_flags[1]),
+                                 self.got_poisoned.eq(p_flags[2]),
+                                 self.err_malformed.eq(p_flags[3])]
+                    with m.If(p_setdone):
+                        m.d.sync += [done.bit_select(tsel, 1).eq(1), status[tsel].eq(p_res)]
             with m.Else():
                 # zombie: discarded, reported; a consistent completion still counts down
-                m.d.comb += self.err_unexpected.eq(~bad)
-                with m.If(~bad & cons_now):
-                    with m.If(fin_now):
-                        m.d.comb += clear_out.eq(1)
-                    with m.Else():
-                        m.d.sync += [rem[tsel].eq(rem[tsel] - car_now),
-                                     exp[tsel].eq(exp[tsel] + car_now)]
+                m.d.comb += self.err_unexpected.eq(~p_bad)
+            with m.If(p_upd & ~p_clear):
+                m.d.sync += [rem[tsel].eq(p_rem), exp[tsel].eq(p_exp)]
         with m.If(clear_out):
             m.d.sync += outst.bit_select(tsel, 1).eq(0)
 
