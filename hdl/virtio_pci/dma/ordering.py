@@ -10,7 +10,9 @@ and whose last data beat was accepted, ``WritePacker``) and holds the completion
 Writes whose data the back-end still withholds are not waited for (no stuck back-end wedges
 host reads: DESIGN.md section 4), and the writes waited for need nothing but ``tx`` to finish,
 so the wait is bounded.  Once a completion's first beat is passed, its other beats follow
-unchanged.  Adds no cycle when no write is pending (``valid`` passes combinationally).
+unchanged.  Adds no cycle when no write was pending two cycles before (``valid`` passes
+combinationally); otherwise the completion leaves two cycles after the writes it waits for
+(the decision is made from registers only).
 """
 from amaranth.hdl import Module, Signal
 from amaranth.lib import wiring
@@ -38,16 +40,27 @@ class CompletionBarrier(wiring.Component):
         armed = Signal()
         target = Signal(8)
         inside = Signal()       # between the first and the last beat of a passed completion
-        snap = Signal(8)
-        m.d.comb += snap.eq(target)
-        with m.If(~armed & ~inside):
-            m.d.comb += snap.eq(self.n_ready)
+        # Every term of ``ok`` is a register (Fmax: the write counters do not run through the
+        # tx arbiter into its sources in the same cycle):
+        # * ``quiet``: no write was ready and unanswered two cycles ago (n_ready / n_done are
+        #   registers of the write packer, and this is one more).  A completion is offered at
+        #   least three cycles after its host request arrived (DESIGN.md 8), so every write
+        #   ready before that request is seen;
+        # * ``reached``: n_done had reached the snapshot taken when this completion was first
+        #   offered, as of the cycle before.
+        quiet = Signal()
+        reached = Signal()
+        m.d.sync += quiet.eq(self.n_ready == self.n_done)
         behind = Signal(8)
-        m.d.comb += behind.eq(snap - self.n_done)
-        ok = inside | (behind == 0) | behind[7]
+        m.d.comb += behind.eq(target - self.n_done)
+        m.d.sync += reached.eq(armed & ((behind == 0) | behind[7]))
+        offered = Signal()      # the completion was offered on ``o`` and not taken: it stays
+        ok = inside | offered | quiet | reached
+        with m.If(o.valid & ~o.ready):
+            m.d.sync += offered.eq(1)
         with m.If(i.valid & ~inside & ~armed):
-            m.d.sync += [armed.eq(1), target.eq(self.n_ready)]
+            m.d.sync += [armed.eq(1), target.eq(self.n_ready), reached.eq(0)]
         m.d.comb += [o.valid.eq(i.valid & ok), o.payload.eq(i.payload), i.ready.eq(o.ready & ok)]
         with m.If(o.valid & o.ready):
-            m.d.sync += [inside.eq(~i.payload.last), armed.eq(0)]
+            m.d.sync += [inside.eq(~i.payload.last), armed.eq(0), reached.eq(0), offered.eq(0)]
         return m
