@@ -33,8 +33,8 @@ pass a posted write of the same requester, PCIe 2.4.1 row B column 2).
 
 Timing: ``req`` is accepted when the engine is idle (``req.ready`` depends on internal state
 only, never on ``req.valid``; a write also needs ``wr_credit``); the first MRd
-beat is valid 2 cycles after the request was accepted (DESIGN.md section 8: <= 3), one MRd per
-cycle after that (W >= 128) while tags last; one write chunk per cycle into ``wcmd``.
+beat is valid 2 cycles after the request was accepted (DESIGN.md section 8: <= 3), one MRd every
+two cycles after that (W >= 128; every three at W = 64) while tags last; one write chunk per cycle into ``wcmd``.
 """
 from amaranth.hdl import Cat, Const, Module, Mux, Signal
 from amaranth.lib import data, stream, wiring
@@ -270,7 +270,10 @@ class RequestEngine(wiring.Component):
                      self.withdraw_valid.eq(withdraw), self.withdraw_tag.eq(mrd_tag)]
         with m.If(withdraw):
             m.d.sync += [mrd_v.eq(0), beat_i.eq(0)]
-        mrd_free = ~mrd_v | (mrd.ready & mrd.payload.last)
+        # a new MRd is built only into an empty register: the tx arbiter's ready does not reach
+        # the tag pool and the per-tag state in the same cycle (Fmax); one MRd every other cycle
+        # still asks for 16 to 256 data beats per two cycles
+        mrd_free = ~mrd_v
         with m.If(mrd.valid & mrd.ready):
             if n_beats == 2:
                 m.d.sync += beat_i.eq(~beat_i)
